@@ -1,0 +1,200 @@
+"""``agenthn``: demo, training, evaluation and info for the weight-memory engine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+# offline and quiet before transformers is imported anywhere
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+DEMO_TEXT = (
+    "<user> hello ! <assistant> hi , how can i help ? <end> "
+    "<user> my pet is a frog . <assistant> nice ! <end> "
+    "<user> i live in lima . <assistant> got it . <end> "
+    "<user> nice weather today . <assistant> yes , it is sunny . <end> "
+    "<user> i work as a pilot . <assistant> cool . <end> "
+    "<user> i love cocoa . <assistant> good to know . <end>"
+)
+DEMO_QUESTIONS = [("what pet do i have ?", "frog"), ("where do i live ?", "lima"),
+                  ("what is my job ?", "pilot"), ("what should i drink ?", "cocoa")]
+
+
+def _hardware() -> dict[str, object]:
+    import torch
+
+    info: dict[str, object] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                               "cpu_count": os.cpu_count(), "torch": torch.__version__,
+                               "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import torch
+
+    from .tiny_default import load_default
+
+    torch.set_num_threads(args.threads)
+    model = load_default()
+    print(f"model: {model}")
+    print(f"\ntext ({model.count_tokens([{'role': 'system', 'content': DEMO_TEXT}])} tokens):\n  {DEMO_TEXT}\n")
+    t0 = time.perf_counter()
+    adapter = model.internalize(DEMO_TEXT, kind="segment")
+    ms = (time.perf_counter() - t0) * 1000
+    print(f"internalized in {ms:.1f} ms -> {adapter} ({adapter.nbytes:,} bytes)\n")
+    in_context = [{"role": "system", "content": DEMO_TEXT}]
+    print(f"{'question':<26} {'expected':<9} {'adapter, empty context':<24} {'no memory':<12} {'text in context':<16}")
+    hits = {"adapter": 0, "none": 0, "context": 0}
+    for q, expected in DEMO_QUESTIONS:
+        with_adapter = model.generate(q, adapters=[adapter], max_new_tokens=4)
+        without = model.generate(q, max_new_tokens=4)
+        ctx_prompt = f"<bos> {DEMO_TEXT} <user> {q} <assistant>"
+        ctx_logits = model.next_token_logits([ctx_prompt], raw=True)
+        ctx_answer = model.tokenizer.convert_ids_to_tokens(int(ctx_logits.argmax(-1)))
+        hits["adapter"] += with_adapter.split()[:1] == [expected]
+        hits["none"] += without.split()[:1] == [expected]
+        hits["context"] += ctx_answer == expected
+        print(f"{q:<26} {expected:<9} {with_adapter:<24} {without:<12} {ctx_answer:<16}")
+    n = len(DEMO_QUESTIONS)
+    print(f"\nprompt tokens: {model.count_tokens(DEMO_QUESTIONS[0][0])} with the adapter vs "
+          f"{len(model.tokenizer(f'<bos> {DEMO_TEXT} <user> {DEMO_QUESTIONS[0][0]} <assistant>')['input_ids'])}"
+          " with the text in context")
+    print(f"correct: adapter {hits['adapter']}/{n}, no memory {hits['none']}/{n}, in context {hits['context']}/{n}")
+    del in_context
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .engine import WeightMemoryModel
+    from .evals.recall import evaluate_recall
+    from .hypernet.train import HypernetTrainConfig, train_hypernet
+    from .tiny_default import CHECKPOINT_DIR
+    from .tiny_default.base import BaseTrainConfig, train_base
+
+    torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out = Path(args.out)
+    t0 = time.time()
+    base_cfg = BaseTrainConfig(steps=args.base_steps, seed=args.seed)
+    base_dir = train_base(base_cfg, out, device=device)
+    t_base = time.time() - t0
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = WeightMemoryModel(AutoModelForCausalLM.from_pretrained(base_dir).to(device),
+                              AutoTokenizer.from_pretrained(base_dir), name="agenthn-tiny-default")
+    hn_cfg = HypernetTrainConfig(steps=args.hypernet_steps, seed=args.seed)
+    t1 = time.time()
+    hn_dir = train_hypernet(model, hn_cfg, out)
+    t_hn = time.time() - t1
+    report = evaluate_recall(model, n_docs=args.eval_docs, progress=True)
+    print(report.table())
+    record = {
+        "command": " ".join(sys.argv),
+        "seed": args.seed,
+        "device": device,
+        "hardware": _hardware(),
+        "base": {"config": base_cfg.__dict__, "seconds_this_run": round(t_base, 1)},
+        "hypernet": {"config": hn_cfg.__dict__, "seconds_this_run": round(t_hn, 1)},
+        "recall": report.to_dict(),
+    }
+    (out / "training.json").write_text(json.dumps(record, indent=2))
+    if args.install:
+        for sub in ("base", "hypernet"):
+            shutil.rmtree(CHECKPOINT_DIR / sub, ignore_errors=True)
+        shutil.copytree(base_dir, CHECKPOINT_DIR / "base")
+        shutil.copytree(hn_dir, CHECKPOINT_DIR / "hypernet")
+        shutil.copy(out / "training.json", CHECKPOINT_DIR / "training.json")
+        print(f"installed as the embedded default in {CHECKPOINT_DIR}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from .evals.recall import evaluate_recall
+
+    torch.set_num_threads(args.threads)
+    if args.base:
+        from .engine import WeightMemoryModel
+
+        model = WeightMemoryModel.from_pretrained(args.base, args.hypernet)
+    else:
+        from .tiny_default import load_default
+
+        model = load_default()
+    report = evaluate_recall(model, n_docs=args.n_docs, seed=args.seed, progress=not args.json)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(report.table())
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .tiny_default import CHECKPOINT_DIR, load_default, training_record
+
+    model = load_default()
+    n_base = sum(p.numel() for p in model.base.parameters())
+    n_hn = sum(p.numel() for p in model.hypernet.parameters()) if model.hypernet else 0
+    size = sum(p.stat().st_size for p in CHECKPOINT_DIR.rglob("*") if p.is_file())
+    print(json.dumps({"model": repr(model), "base_parameters": n_base, "hypernet_parameters": n_hn,
+                      "checkpoint_bytes": size, "fingerprint": model.fingerprint,
+                      "targets": model.injector.target_modules,
+                      "training": {k: v for k, v in training_record().items() if k != "recall"}}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="agenthn", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="internalize a text and answer from the adapter with an empty context")
+    d.add_argument("--threads", type=int, default=2)
+    d.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("train", help="train the tiny base and meta-train its hypernetwork")
+    t.add_argument("--out", default="runs/default")
+    t.add_argument("--base-steps", type=int, default=1100)
+    t.add_argument("--hypernet-steps", type=int, default=1500)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--eval-docs", type=int, default=200)
+    t.add_argument("--install", action="store_true", help="copy the result into the package as the default")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="benchmarks")
+    esub = e.add_subparsers(dest="benchmark", required=True)
+    r = esub.add_parser("recall", help="recall of internalized facts (adapter vs in-context vs none)")
+    r.add_argument("--n-docs", type=int, default=200)
+    r.add_argument("--seed", type=int, default=20261123)
+    r.add_argument("--json", action="store_true")
+    r.add_argument("--threads", type=int, default=2)
+    r.add_argument("--base", default=None, help="a local HF base model directory (default: the embedded tiny one)")
+    r.add_argument("--hypernet", default=None, help="its hypernetwork checkpoint directory")
+    r.set_defaults(func=cmd_eval)
+
+    i = sub.add_parser("info", help="describe the embedded default model")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,187 @@
+"""Per-call weight injection: where generated LoRA deltas enter a Hugging Face model's forward.
+
+:class:`LoraInjector` registers one forward hook per target ``nn.Linear`` *once*. A hook adds a
+delta only while an :class:`InjectionPlan` is active in the **current context**
+(:mod:`contextvars`): each thread and each asyncio task has its own, so two requests generating
+at the same time on one model never see each other's adapters, and there is no process-global
+"active adapter". Outside a ``with injector.apply(...)`` block the hooks return ``None`` and the
+model's outputs are bit-for-bit those of the base.
+
+Rows of one batch may carry different adapters: the plan concatenates every adapter's ranks and a
+``row_mask [rows, R]`` says which ranks each row uses (generation with several return sequences
+per prompt repeats the mask row-wise).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .adapter import LoraAdapter
+
+
+@dataclass
+class InjectionPlan:
+    """Deltas to add for one call, scaling folded into B.
+
+    ``weights[m]`` is either shared ``(A [R, d_in], B [d_out, R])`` -- optionally with a
+    ``row_mask [rows, R]`` choosing each row's ranks -- or per-row ``(A [rows, R, d_in],
+    B [rows, d_out, R])``, where each batch row has its own (zero-padded) adapter stack.
+    """
+
+    weights: Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+    row_mask: torch.Tensor | None = None
+
+
+def find_target_modules(model: nn.Module, suffixes: Sequence[str]) -> dict[str, nn.Linear]:
+    """Full names of the ``nn.Linear`` modules whose name ends with one of ``suffixes``.
+
+    ``["mlp.down_proj"]`` finds every layer's down projection in Llama, Qwen2, Gemma and Mistral.
+    """
+    found = {
+        name: mod for name, mod in model.named_modules()
+        if isinstance(mod, nn.Linear) and any(name == s or name.endswith("." + s) for s in suffixes)
+    }
+    if not found:
+        raise ValueError(f"no nn.Linear module of the model ends with any of {list(suffixes)}")
+    return found
+
+
+class LoraInjector:
+    """Adds LoRA deltas to a model's target modules for the duration of a call.
+
+    Example:
+        >>> from transformers import LlamaConfig, LlamaForCausalLM
+        >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32,
+        ...     num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2))
+        >>> injector = LoraInjector(model, ["mlp.down_proj"])
+        >>> injector.target_modules
+        ['model.layers.0.mlp.down_proj']
+    """
+
+    def __init__(self, model: nn.Module, target_suffixes: Sequence[str] = ("mlp.down_proj",)) -> None:
+        self.model = model
+        self.modules = find_target_modules(model, target_suffixes)
+        # one ContextVar per injector: plans of one model never reach another model's hooks
+        self._plan: contextvars.ContextVar[InjectionPlan | None] = contextvars.ContextVar(
+            f"agenthn_injection_{id(self)}", default=None
+        )
+        self._handles = [mod.register_forward_hook(self._hook_for(name)) for name, mod in self.modules.items()]
+
+    @property
+    def target_modules(self) -> list[str]:
+        return list(self.modules)
+
+    def module_shapes(self) -> dict[str, tuple[int, int]]:
+        return {n: (m.in_features, m.out_features) for n, m in self.modules.items()}
+
+    def weight_norms(self) -> dict[str, float]:
+        return {n: float(m.weight.detach().float().norm()) for n, m in self.modules.items()}
+
+    def _hook_for(self, name: str):  # noqa: ANN202 - torch hook signature
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor | None:
+            plan = self._plan.get()
+            if plan is None or name not in plan.weights:
+                return None
+            a, b = plan.weights[name]
+            x = inputs[0].to(a.dtype)
+            if a.ndim == 3:  # per-row stacks
+                if a.shape[0] != x.shape[0]:
+                    if x.shape[0] % a.shape[0]:
+                        raise RuntimeError(f"batch of {x.shape[0]} rows does not fit a plan for {a.shape[0]} rows")
+                    k = x.shape[0] // a.shape[0]
+                    a, b = a.repeat_interleave(k, 0), b.repeat_interleave(k, 0)
+                h = torch.einsum("btd,brd->btr", x, a)
+                return output + torch.einsum("btr,bor->bto", h, b).to(output.dtype)
+            h = x @ a.T  # [..., R]
+            if plan.row_mask is not None:
+                mask = plan.row_mask
+                rows = h.shape[0]
+                if mask.shape[0] != rows:
+                    if rows % mask.shape[0]:
+                        raise RuntimeError(f"batch of {rows} rows does not fit a plan for {mask.shape[0]} rows")
+                    mask = mask.repeat_interleave(rows // mask.shape[0], dim=0)
+                h = h * mask.view(rows, *([1] * (h.ndim - 2)), mask.shape[-1])
+            return output + (h @ b.T).to(output.dtype)
+
+        return hook
+
+    # ------------------------------------------------------------------ plans
+    def plan_for(
+        self,
+        adapters: Sequence[LoraAdapter] = (),
+        *,
+        per_row: Sequence[Sequence[LoraAdapter]] | None = None,
+        weights: Sequence[float] | None = None,
+    ) -> InjectionPlan | None:
+        """Build a plan: the same adapters for every row, or ``per_row`` adapter lists."""
+        param = next(self.model.parameters())
+        if per_row is None:
+            if not adapters:
+                return None
+            composite = adapters[0] if len(adapters) == 1 and weights is None else LoraAdapter.compose(
+                adapters, weights)
+            return InjectionPlan({n: (a.to(param.device, param.dtype), (b * composite.scaling).to(
+                param.device, param.dtype)) for n, (a, b) in composite.weights.items()})
+        if weights is not None:
+            raise ValueError("weights apply to shared adapters; give per-row weights by composing first")
+        unique: list[LoraAdapter] = []
+        for row in per_row:
+            for ad in row:
+                if not any(ad is u for u in unique):
+                    unique.append(ad)
+        if not unique:
+            return None
+        composite = LoraAdapter.compose(unique)
+        # rank offsets of each unique adapter inside the composite (same for every module here
+        # only if ranks agree per module; compute per adapter from its own max rank)
+        spans, start = [], 0
+        for ad in unique:
+            spans.append((start, start + ad.rank))
+            start += ad.rank
+        mask = torch.zeros(len(per_row), start, device=param.device, dtype=param.dtype)
+        for i, row in enumerate(per_row):
+            for ad in row:
+                j = next(k for k, u in enumerate(unique) if u is ad)
+                mask[i, spans[j][0]:spans[j][1]] = 1.0
+        plan_weights = {}
+        for n, (a, b) in composite.weights.items():
+            if a.shape[0] != start:
+                raise ValueError("per-row plans need every adapter to target every module with one rank")
+            plan_weights[n] = (a.to(param.device, param.dtype), b.to(param.device, param.dtype))
+        return InjectionPlan(plan_weights, mask)
+
+    @contextmanager
+    def apply(
+        self,
+        adapters: Sequence[LoraAdapter] = (),
+        *,
+        per_row: Sequence[Sequence[LoraAdapter]] | None = None,
+        weights: Sequence[float] | None = None,
+    ) -> Iterator[InjectionPlan | None]:
+        """Inject adapters for the body of the ``with`` block, in this context only."""
+        with self.use_plan(self.plan_for(adapters, per_row=per_row, weights=weights)) as plan:
+            yield plan
+
+    @contextmanager
+    def use_plan(self, plan: InjectionPlan | None) -> Iterator[InjectionPlan | None]:
+        """Activate a prepared plan (also differentiable ones, as in hypernetwork training)."""
+        token = self._plan.set(plan)
+        try:
+            yield plan
+        finally:
+            self._plan.reset(token)
+
+    def active_plan(self) -> InjectionPlan | None:
+        return self._plan.get()
+
+    def remove(self) -> None:
+        """Detach the hooks for good."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()

@@ -1,0 +1,217 @@
+"""The tiny base LM of the embedded default: its tokenizer, its config and its training loop.
+
+A Llama-architecture model (~3.5M parameters, fp32) trained from scratch on the little language
+of :mod:`.language`. The goal is a competent *reader*: with a text in context it must answer
+questions about it (>= 95%), because it is the hypernetwork's distillation teacher.
+
+What makes key->value binding appear quickly on 2 CPU cores (see ``shared/brief/calibration.md``):
+single-key facts within a text, answers upweighted in the loss, and a curriculum on the number of
+facts per text (1 -> 2 -> 4 -> 1..6).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
+from tokenizers.pre_tokenizers import Whitespace
+from tqdm.auto import tqdm
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from .language import SPECIAL_TOKENS, Corpus, vocabulary
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for m in messages %}"
+    "{% if m['role'] == 'assistant' %}<assistant> {{ m['content'] }} <end> "
+    "{% elif m['role'] == 'tool' %}<tool> {{ m['content'] }} <end> "
+    "{% elif m['role'] == 'system' %}<system> {{ m['content'] }} <end> "
+    "{% else %}<user> {{ m['content'] }} {% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<assistant>{% endif %}"
+)
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """Word-level tokenizer over :func:`vocabulary`; lower-cases and splits punctuation."""
+    from tokenizers import normalizers
+
+    vocab = {w: i for i, w in enumerate(vocabulary())}
+    tok = Tokenizer(WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = Whitespace()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<bos>",
+        eos_token="<end>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        additional_special_tokens=[t for t in SPECIAL_TOKENS if t not in {"<bos>", "<end>", "<unk>", "<pad>"}],
+        clean_up_tokenization_spaces=False,
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    fast.model_max_length = 512
+    return fast
+
+
+def tiny_llama_config(vocab_size: int, *, hidden_size: int = 256, layers: int = 4) -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=int(hidden_size * 2.6875),  # 688 for 256, Llama's 8/3 ratio rounded
+        num_hidden_layers=layers,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        bos_token_id=SPECIAL_TOKENS.index("<bos>"),
+        eos_token_id=SPECIAL_TOKENS.index("<end>"),
+        pad_token_id=SPECIAL_TOKENS.index("<pad>"),
+    )
+
+
+class WordEncoder:
+    """Fast id lookup for the pre-spaced texts the corpus generates (equal to the tokenizer's)."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerFast) -> None:
+        self.vocab = tokenizer.get_vocab()
+        self.unk = self.vocab["<unk>"]
+        self.pad = tokenizer.pad_token_id
+
+    def __call__(self, text: str) -> list[int]:
+        return [self.vocab.get(w, self.unk) for w in text.lower().split()]
+
+
+@dataclass
+class BaseTrainConfig:
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup: int = 100
+    weight_decay: float = 0.05
+    answer_weight: float = 4.0  # extra loss weight on answer tokens: they carry the binding signal
+    no_context_fraction: float = 0.05  # QAs with no text teach the uniform prior over each pool
+    seed: int = 0
+    hidden_size: int = 256
+    layers: int = 4
+    checkpoint_every: int = 250
+
+
+def step_seed(seed: int, step: int, *, stream: int = 0) -> int:
+    """Seed of one training step's data: resuming at any step replays the same batches."""
+    return (seed * 1_000_003 + stream) * 10_000_019 + step
+
+
+def max_facts_at(progress: float) -> int:
+    """Curriculum on facts per text: binding is learned on 1-2 facts, then scaled up."""
+    if progress < 0.08:
+        return 1
+    if progress < 0.2:
+        return 2
+    if progress < 0.4:
+        return 4
+    return 6
+
+
+def qa_batch(
+    corpus: Corpus, encode: WordEncoder, batch_size: int, max_facts: int, no_context_fraction: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask, loss weights) for a batch of text + all its questions."""
+    rows: list[tuple[list[int], list[float]]] = []
+    for _ in range(batch_size):
+        sample = corpus.sample(corpus.rng.randint(1, max_facts))
+        no_ctx = corpus.rng.random() < no_context_fraction
+        ids = encode("<bos>" if no_ctx else f"<bos> {sample.text}")
+        weights = [0.0 if no_ctx else 1.0] * len(ids)
+        facts = list(sample.facts)
+        corpus.rng.shuffle(facts)
+        for f in facts:
+            q = encode(f"<user> {f.question(corpus.rng)} <assistant>")
+            a = encode(f"{f.value} <end>")
+            ids += q + a
+            weights += [1.0] * len(q) + [2.0, 1.0]  # 2.0 marks the answer token (scaled below)
+        rows.append((ids, weights))
+    width = max(len(r[0]) for r in rows)
+    input_ids = torch.full((batch_size, width), encode.pad, dtype=torch.long)
+    mask = torch.zeros((batch_size, width), dtype=torch.long)
+    w = torch.zeros((batch_size, width))
+    for i, (ids, weights) in enumerate(rows):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        mask[i, : len(ids)] = 1
+        w[i, : len(ids)] = torch.tensor(weights)
+    return input_ids, mask, w
+
+
+def lm_loss(model: LlamaForCausalLM, ids: torch.Tensor, mask: torch.Tensor, w: torch.Tensor,
+            answer_weight: float) -> tuple[torch.Tensor, float]:
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+    targets = ids[:, 1:]
+    weights = w[:, 1:]
+    is_answer = (weights == 2.0).float()
+    weights = torch.where(is_answer.bool(), torch.full_like(weights, answer_weight), weights)
+    nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
+                                            reduction="none").view_as(targets)
+    loss = (nll * weights).sum() / weights.sum()
+    acc = ((logits.argmax(-1) == targets).float() * is_answer).sum() / is_answer.sum().clamp(min=1)
+    return loss, acc.item()
+
+
+def train_base(cfg: BaseTrainConfig, out_dir: Path, *, device: str | None = None) -> Path:
+    """Train the tiny base from scratch; resumable from ``out_dir/base_ckpt.pt``.
+
+    Returns the directory holding the final HF model + tokenizer (``out_dir/base``).
+    """
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    tokenizer = build_tokenizer()
+    encode = WordEncoder(tokenizer)
+    model = LlamaForCausalLM(tiny_llama_config(len(tokenizer), hidden_size=cfg.hidden_size, layers=cfg.layers))
+    model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup:
+            return cfg.lr * (step + 1) / cfg.warmup
+        p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+
+    ckpt_path = out_dir / "base_ckpt.pt"
+    start = 0
+    if ckpt_path.exists():  # our own checkpoint, written below: tensors and plain types only
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        start = int(state["step"])
+
+    model.train()
+    t0 = time.time()
+    bar = tqdm(range(start, cfg.steps), desc="base", initial=start, total=cfg.steps)
+    ema_acc = 0.0
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        ids, mask, w = qa_batch(Corpus(step_seed(cfg.seed, step)), encode, cfg.batch_size, max_facts_at(step / cfg.steps),
+                                cfg.no_context_fraction)
+        loss, acc = lm_loss(model, ids.to(device), mask.to(device), w.to(device), cfg.answer_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        ema_acc = 0.95 * ema_acc + 0.05 * acc
+        bar.set_postfix(loss=f"{loss.item():.3f}", answer_acc=f"{ema_acc:.3f}")
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1,
+                        "config": asdict(cfg)}, ckpt_path)
+    final = out_dir / "base"
+    model.eval()
+    model.save_pretrained(final, safe_serialization=True)
+    tokenizer.save_pretrained(final)
+    (out_dir / "base_train_seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
+    return final
