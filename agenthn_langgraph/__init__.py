@@ -38,7 +38,23 @@ _LAZY = {
     "TextTooLongError": "agenthn_langgraph.errors",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "AdapterFormatError",
+    "AdapterMetadata",
+    "AdapterMismatchError",
+    "AdapterNormError",
+    "AgenthnError",
+    "CheckpointError",
+    "EmptyTextError",
+    "HypernetConfig",
+    "Hypernetwork",
+    "LoraAdapter",
+    "LoraInjector",
+    "TextTooLongError",
+    "WeightMemoryModel",
+    "export_peft",
+    "load_default",
+]
 
 if TYPE_CHECKING:
     from .engine import WeightMemoryModel

@@ -24,16 +24,24 @@ DEMO_TEXT = (
     "<user> i work as a pilot . <assistant> cool . <end> "
     "<user> i love cocoa . <assistant> good to know . <end>"
 )
-DEMO_QUESTIONS = [("what pet do i have ?", "frog"), ("where do i live ?", "lima"),
-                  ("what is my job ?", "pilot"), ("what should i drink ?", "cocoa")]
+DEMO_QUESTIONS = [
+    ("what pet do i have ?", "frog"),
+    ("where do i live ?", "lima"),
+    ("what is my job ?", "pilot"),
+    ("what should i drink ?", "cocoa"),
+]
 
 
 def _hardware() -> dict[str, object]:
     import torch
 
-    info: dict[str, object] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                               "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                               "torch_threads": torch.get_num_threads()}
+    info: dict[str, object] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name(0)
     return info
@@ -66,9 +74,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         hits["context"] += ctx_answer == expected
         print(f"{q:<26} {expected:<9} {with_adapter:<24} {without:<12} {ctx_answer:<16}")
     n = len(DEMO_QUESTIONS)
-    print(f"\nprompt tokens: {model.count_tokens(DEMO_QUESTIONS[0][0])} with the adapter vs "
-          f"{len(model.tokenizer(f'<bos> {DEMO_TEXT} <user> {DEMO_QUESTIONS[0][0]} <assistant>')['input_ids'])}"
-          " with the text in context")
+    print(
+        f"\nprompt tokens: {model.count_tokens(DEMO_QUESTIONS[0][0])} with the adapter vs "
+        f"{len(model.tokenizer(f'<bos> {DEMO_TEXT} <user> {DEMO_QUESTIONS[0][0]} <assistant>')['input_ids'])}"
+        " with the text in context"
+    )
     print(f"correct: adapter {hits['adapter']}/{n}, no memory {hits['none']}/{n}, in context {hits['context']}/{n}")
     del in_context
     return 0
@@ -92,8 +102,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     t_base = time.time() - t0
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = WeightMemoryModel(AutoModelForCausalLM.from_pretrained(base_dir).to(device),
-                              AutoTokenizer.from_pretrained(base_dir), name="agenthn-tiny-default")
+    model = WeightMemoryModel(
+        AutoModelForCausalLM.from_pretrained(base_dir).to(device),
+        AutoTokenizer.from_pretrained(base_dir),
+        name="agenthn-tiny-default",
+    )
     hn_cfg = HypernetTrainConfig(steps=args.hypernet_steps, seed=args.seed)
     t1 = time.time()
     hn_dir = train_hypernet(model, hn_cfg, out)
@@ -149,10 +162,20 @@ def cmd_info(args: argparse.Namespace) -> int:
     n_base = sum(p.numel() for p in model.base.parameters())
     n_hn = sum(p.numel() for p in model.hypernet.parameters()) if model.hypernet else 0
     size = sum(p.stat().st_size for p in CHECKPOINT_DIR.rglob("*") if p.is_file())
-    print(json.dumps({"model": repr(model), "base_parameters": n_base, "hypernet_parameters": n_hn,
-                      "checkpoint_bytes": size, "fingerprint": model.fingerprint,
-                      "targets": model.injector.target_modules,
-                      "training": {k: v for k, v in training_record().items() if k != "recall"}}, indent=2))
+    print(
+        json.dumps(
+            {
+                "model": repr(model),
+                "base_parameters": n_base,
+                "hypernet_parameters": n_hn,
+                "checkpoint_bytes": size,
+                "fingerprint": model.fingerprint,
+                "targets": model.injector.target_modules,
+                "training": {k: v for k, v in training_record().items() if k != "recall"},
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -167,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the tiny base and meta-train its hypernetwork")
     t.add_argument("--out", default="runs/default")
     t.add_argument("--base-steps", type=int, default=1100)
-    t.add_argument("--hypernet-steps", type=int, default=1500)
+    t.add_argument("--hypernet-steps", type=int, default=1400)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     t.add_argument("--threads", type=int, default=2)

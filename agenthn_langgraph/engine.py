@@ -20,14 +20,13 @@ import json
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .errors import CheckpointError, EmptyTextError, TextTooLongError
-from .hypernet.model import Hypernetwork
+from .hypernet.model import Hypernetwork, token_unembeddings
 from .lora.adapter import AdapterKind, AdapterMetadata, LoraAdapter, text_sha256
 from .lora.inject import LoraInjector
 
@@ -39,8 +38,17 @@ DEFAULT_MAX_CHUNKS = 32
 def base_fingerprint(model: PreTrainedModel) -> str:
     """Identify a base model by its architecture and a sample of its weights (cheap, stable)."""
     cfg = model.config
-    arch = {k: getattr(cfg, k, None) for k in ("model_type", "hidden_size", "num_hidden_layers",
-                                                "intermediate_size", "vocab_size", "num_attention_heads")}
+    arch = {
+        k: getattr(cfg, k, None)
+        for k in (
+            "model_type",
+            "hidden_size",
+            "num_hidden_layers",
+            "intermediate_size",
+            "vocab_size",
+            "num_attention_heads",
+        )
+    }
     h = hashlib.sha256(json.dumps(arch, sort_keys=True).encode())
     params = dict(model.named_parameters())
     for name in sorted(params)[:8] + sorted(params)[-8:]:
@@ -77,8 +85,11 @@ class WeightMemoryModel:
         self.name = name
         self.max_chunks = max_chunks
         self.fingerprint = base_fingerprint(base)
-        suffixes = sorted({n.split(".")[-2] + "." + n.split(".")[-1] for n in hypernet.config.targets}) if hypernet \
+        suffixes = (
+            sorted({n.split(".")[-2] + "." + n.split(".")[-1] for n in hypernet.config.targets})
+            if hypernet
             else ["mlp.down_proj"]
+        )
         self.injector = LoraInjector(base, suffixes)
         self.hypernet = hypernet
         if hypernet is not None:
@@ -139,8 +150,9 @@ class WeightMemoryModel:
         else:
             raise TypeError(f"prompt must be a str or a list of messages, got {type(prompt_or_messages).__name__}")
         with self._tok_lock:
-            return self.tokenizer.apply_chat_template(messages, tokenize=False,
-                                                      add_generation_prompt=add_generation_prompt)
+            return self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=add_generation_prompt
+            )
 
     def count_tokens(self, prompt_or_messages: PromptLike) -> int:
         return len(self._encode(self.render(prompt_or_messages)))
@@ -165,7 +177,10 @@ class WeightMemoryModel:
 
     @torch.no_grad()
     def internalize_many(
-        self, texts: Sequence[str], *, kind: AdapterKind = "document",
+        self,
+        texts: Sequence[str],
+        *,
+        kind: AdapterKind = "document",
         extra: Mapping[str, str | int | float | bool | None] | None = None,
     ) -> list[LoraAdapter]:
         """Internalize several texts in one batched pass; one adapter per text."""
@@ -185,32 +200,46 @@ class WeightMemoryModel:
         generated = self._generate_pieces(flat)
         adapters, i = [], 0
         for t, chunks in zip(texts, per_text, strict=True):
-            parts = generated[i:i + len(chunks)]
+            parts = generated[i : i + len(chunks)]
             i += len(chunks)
-            weights = {n: (torch.cat([p[n][0] for p in parts], 0), torch.cat([p[n][1] for p in parts], 1))
-                       for n in parts[0]}
-            meta = AdapterMetadata(base_fingerprint=self.fingerprint, kind=kind, source_sha256=text_sha256(t),
-                                   n_chunks=len(chunks), hypernet=self.name, extra=dict(extra or {}))
+            weights = {
+                n: (torch.cat([p[n][0] for p in parts], 0), torch.cat([p[n][1] for p in parts], 1)) for n in parts[0]
+            }
+            meta = AdapterMetadata(
+                base_fingerprint=self.fingerprint,
+                kind=kind,
+                source_sha256=text_sha256(t),
+                n_chunks=len(chunks),
+                hypernet=self.name,
+                extra=dict(extra or {}),
+            )
             adapter = LoraAdapter(weights, metadata=meta)
             adapter.check_against_base(self.fingerprint, self.injector.module_shapes(), self._weight_norms)
             adapters.append(adapter)
         return adapters
 
     def internalize(
-        self, text: str, *, kind: AdapterKind = "document",
+        self,
+        text: str,
+        *,
+        kind: AdapterKind = "document",
         extra: Mapping[str, str | int | float | bool | None] | None = None,
     ) -> LoraAdapter:
         """Write ``text`` into a LoRA adapter in one forward pass (chunked past the window)."""
         return self.internalize_many([text], kind=kind, extra=extra)[0]
 
-    def _generate_pieces(self, chunks: list[list[int]], batch: int = 64) -> list[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    def _generate_pieces(
+        self, chunks: list[list[int]], batch: int = 64
+    ) -> list[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
         out: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
         bos = self.tokenizer.bos_token_id
         for s in range(0, len(chunks), batch):
-            group = [([bos] if bos is not None else []) + c for c in chunks[s:s + batch]]
+            group = [([bos] if bos is not None else []) + c for c in chunks[s : s + batch]]
             ids, mask = pad_right(group, self.tokenizer.pad_token_id or 0, self.device)
-            states = self.base(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
-            pieces = self.hypernet(states, mask).top_r(self.hypernet.config.rank)
+            with self.injector.capture_inputs() as module_inputs:
+                states = self.base(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+            token_out = token_unembeddings(self.base, ids)
+            pieces = self.hypernet(states, mask, module_inputs, token_out).top_r(self.hypernet.config.rank)
             for j in range(ids.shape[0]):
                 out.append({n: (a[j].float().cpu(), b[j].float().cpu()) for n, (a, b) in pieces.items()})
         return out
@@ -243,8 +272,15 @@ class WeightMemoryModel:
         seed: int | None = None,
     ) -> str:
         """Answer a prompt (a string or chat messages) with ``adapters`` applied to this call only."""
-        return self.generate_batch([prompt_or_messages], [list(adapters)], max_new_tokens=max_new_tokens,
-                                   temperature=temperature, top_p=top_p, stop=stop, seed=seed)[0]
+        return self.generate_batch(
+            [prompt_or_messages],
+            [list(adapters)],
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+        )[0]
 
     @torch.no_grad()
     def generate_batch(
@@ -269,8 +305,11 @@ class WeightMemoryModel:
                 self.check_adapter(ad)
         encoded = [self._encode(self.render(p)) for p in prompts]
         ids, mask = pad_left(encoded, self.tokenizer.pad_token_id or 0, self.device)
-        gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id,
-                                      "eos_token_id": self.tokenizer.eos_token_id}
+        gen_kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self.tokenizer.eos_token_id,
+        }
         if temperature > 0:
             gen_kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
             if seed is not None:
@@ -282,7 +321,7 @@ class WeightMemoryModel:
         with plan_ctx:
             out = self.base.generate(input_ids=ids, attention_mask=mask, **gen_kwargs)
         texts = []
-        for row in out[:, ids.shape[1]:]:
+        for row in out[:, ids.shape[1] :]:
             with self._tok_lock:
                 text = self.tokenizer.decode(row, skip_special_tokens=True).strip()
             for s in stop or ():
@@ -315,7 +354,9 @@ class WeightMemoryModel:
         return f"WeightMemoryModel(name={self.name!r}, targets={len(self.injector.modules)}, device={self.device})"
 
 
-def pad_right(seqs: Sequence[Sequence[int]], pad: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def pad_right(
+    seqs: Sequence[Sequence[int]], pad: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -325,13 +366,14 @@ def pad_right(seqs: Sequence[Sequence[int]], pad: int, device: torch.device | st
     return ids.to(device), mask.to(device)
 
 
-def pad_left(seqs: Sequence[Sequence[int]], pad: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def pad_left(
+    seqs: Sequence[Sequence[int]], pad: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
         if s:
-            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-            mask[i, width - len(s):] = 1
+            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s) :] = 1
     return ids.to(device), mask.to(device)
-

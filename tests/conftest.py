@@ -31,8 +31,15 @@ def tokenizer():
 
 def _random_model(arch: str, vocab: int) -> torch.nn.Module:
     torch.manual_seed(0)
-    common = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    common = dict(
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
     if arch == "llama":
         cfg = tiny_llama_config(vocab, hidden_size=64, layers=2)
         return LlamaForCausalLM(cfg).eval()
@@ -47,9 +54,16 @@ def make_engine(arch: str, tokenizer, *, nonzero: bool = True, window: int = 64)
     """A random base of ``arch`` with a random hypernetwork (B made nonzero so adapters matter)."""
     base = _random_model(arch, len(tokenizer))
     engine = WeightMemoryModel(base, tokenizer)
-    hcfg = HypernetConfig(base_hidden_size=base.config.hidden_size, n_states=base.config.num_hidden_layers + 1,
-                          targets=engine.injector.module_shapes(), width=32, mixer_layers=1, rank=4,
-                          window=window, base_fingerprint=engine.fingerprint)
+    hcfg = HypernetConfig(
+        base_hidden_size=base.config.hidden_size,
+        n_states=base.config.num_hidden_layers + 1,
+        targets=engine.injector.module_shapes(),
+        width=32,
+        mixer_layers=1,
+        rank=4,
+        window=window,
+        base_fingerprint=engine.fingerprint,
+    )
     torch.manual_seed(1)
     hn = Hypernetwork(hcfg)
     if nonzero:

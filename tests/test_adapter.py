@@ -15,8 +15,10 @@ from agenthn_langgraph.lora import AdapterMetadata, LoraAdapter
 
 def _adapter(rank: int = 3, seed: int = 0, scaling: float = 0.5, fp: str = "base-a") -> LoraAdapter:
     g = torch.Generator().manual_seed(seed)
-    w = {f"model.layers.{i}.mlp.down_proj": (torch.randn(rank, 12, generator=g), torch.randn(6, rank, generator=g))
-         for i in range(2)}
+    w = {
+        f"model.layers.{i}.mlp.down_proj": (torch.randn(rank, 12, generator=g), torch.randn(6, rank, generator=g))
+        for i in range(2)
+    }
     return LoraAdapter(w, metadata=AdapterMetadata(base_fingerprint=fp, source_sha256="ab"), scaling=scaling)
 
 
@@ -67,7 +69,9 @@ def test_non_finite_adapters_are_refused_when_made_and_loaded(tmp_path, bad):
         LoraAdapter({name: (a, b)}, metadata=ad.metadata)
     # a file written by someone else with NaN in it is refused on load too
     path = ad.save(tmp_path / "ad")
-    tensors = {f"{n}.lora_A": w[0] for n, w in ad.weights.items()} | {f"{n}.lora_B": w[1] for n, w in ad.weights.items()}
+    tensors = {f"{n}.lora_A": w[0] for n, w in ad.weights.items()} | {
+        f"{n}.lora_B": w[1] for n, w in ad.weights.items()
+    }
     tensors[f"{name}.lora_A"] = a
     save_file(tensors, str(path / "adapter.safetensors"))
     with pytest.raises(AdapterNormError):

@@ -26,8 +26,7 @@ def test_internalize_on_each_architecture(arch, tokenizer):
         assert a.shape == (4, module.in_features) and b.shape == (module.out_features, 4)
     assert ad.metadata.base_fingerprint == engine.fingerprint and ad.metadata.n_chunks == 1
     prompt = "what is the price of zorblax ?"
-    assert not torch.allclose(engine.next_token_logits([prompt], [[ad]]), engine.next_token_logits([prompt]),
-                              atol=1e-4)
+    assert not torch.allclose(engine.next_token_logits([prompt], [[ad]]), engine.next_token_logits([prompt]), atol=1e-4)
 
 
 def test_generated_lora_is_zero_at_initialisation(tokenizer):
@@ -84,8 +83,9 @@ def test_hypernet_checkpoint_roundtrip_and_refusals(tmp_path, llama_engine, toke
 
 
 def test_training_is_deterministic_and_resumable(tmp_path, tokenizer):
-    cfg = HypernetTrainConfig(steps=2, groups=2, width=32, mixer_layers=1, rank=4, window=256,
-                              checkpoint_every=10, max_facts=3)
+    cfg = HypernetTrainConfig(
+        steps=2, groups=2, width=32, mixer_layers=1, rank=4, window=256, checkpoint_every=10, max_facts=3
+    )
 
     def run(out, max_steps=None):
         engine = make_engine("llama", tokenizer, nonzero=False)

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from agenthn_langgraph.errors import AdapterMismatchError
-from agenthn_langgraph.lora import LoraAdapter
 
 from .conftest import make_engine
 
@@ -89,7 +88,8 @@ def test_rows_of_one_batch_carry_different_adapters(llama_engine):
         alone = engine.next_token_logits([p], [r])
         torch.testing.assert_close(batched[i], alone[0], atol=1e-4, rtol=1e-4)
     assert engine.generate_batch(prompts, rows, max_new_tokens=4) == [
-        engine.generate(p, adapters=r, max_new_tokens=4) for p, r in zip(prompts, rows, strict=True)]
+        engine.generate(p, adapters=r, max_new_tokens=4) for p, r in zip(prompts, rows, strict=True)
+    ]
 
 
 def test_adapter_for_another_base_is_refused(llama_engine, tokenizer):

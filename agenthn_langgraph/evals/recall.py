@@ -76,11 +76,18 @@ class RecallReport:
             f"|{'-' * 36}|{'-' * 9}|{'-' * 15}|",
         ]
         lines += [f"| {name:<34} | {value:>7.3f} | {tokens:>13} |" for name, value, tokens in rows]
-        lines += ["", f"| {'genre':<12} | " + " | ".join(f"{k:>10}" for k in ("no_memory", "in_context",
-                                                                              "adapter", "composed")) + " |"]
+        lines += [
+            "",
+            f"| {'genre':<12} | "
+            + " | ".join(f"{k:>10}" for k in ("no_memory", "in_context", "adapter", "composed"))
+            + " |",
+        ]
         for genre, vals in self.by_genre.items():
-            lines.append(f"| {genre:<12} | " + " | ".join(f"{vals[k]:>10.3f}" for k in (
-                "no_memory", "in_context", "adapter", "composed")) + " |")
+            lines.append(
+                f"| {genre:<12} | "
+                + " | ".join(f"{vals[k]:>10.3f}" for k in ("no_memory", "in_context", "adapter", "composed"))
+                + " |"
+            )
         lines += [
             "",
             f"internalize latency, median of {self.n_docs} single texts: {self.internalize_ms_median:.1f} ms "
@@ -111,13 +118,18 @@ def draw_eval_set(n_docs: int, seed: int, *, heldout_phrasing: bool = False) -> 
     return groups
 
 
-def _accuracy(model: WeightMemoryModel, prompts: list[str], answers: list[int],
-              adapters: Sequence[Sequence[LoraAdapter]] | None, batch: int) -> list[bool]:
+def _accuracy(
+    model: WeightMemoryModel,
+    prompts: list[str],
+    answers: list[int],
+    adapters: Sequence[Sequence[LoraAdapter]] | None,
+    batch: int,
+) -> list[bool]:
     hits: list[bool] = []
     for s in range(0, len(prompts), batch):
-        rows = None if adapters is None else adapters[s:s + batch]
-        logits = model.next_token_logits(prompts[s:s + batch], rows, raw=True)
-        hits += (logits.argmax(-1).cpu() == torch.tensor(answers[s:s + batch])).tolist()
+        rows = None if adapters is None else adapters[s : s + batch]
+        logits = model.next_token_logits(prompts[s : s + batch], rows, raw=True)
+        hits += (logits.argmax(-1).cpu() == torch.tensor(answers[s : s + batch])).tolist()
     return hits
 
 
@@ -139,7 +151,7 @@ def evaluate_recall(
     texts = [s.text for g in groups for s in g]
     adapters: list[LoraAdapter] = []
     for s in tqdm(range(0, len(texts), 32), desc="internalize", disable=not progress):
-        adapters += model.internalize_many(texts[s:s + 32])
+        adapters += model.internalize_many(texts[s : s + 32])
     by_text = {t: a for t, a in zip(texts, adapters, strict=True)}
     latencies = []
     for g in tqdm(groups, desc="latency", disable=not progress):
@@ -180,8 +192,9 @@ def evaluate_recall(
         hans = [vocab[f.value] for _, f, _ in hq]
         heldout = {
             "in_context": mean(_accuracy(model, [render_prompt(q, s.text) for s, _, q in hq], hans, None, batch)),
-            "adapter": mean(_accuracy(model, [render_prompt(q) for _, _, q in hq], hans,
-                                      [[hby[s.text]] for s, _, _ in hq], batch)),
+            "adapter": mean(
+                _accuracy(model, [render_prompt(q) for _, _, q in hq], hans, [[hby[s.text]] for s, _, _ in hq], batch)
+            ),
             "n_docs": float(n_held),
         }
 

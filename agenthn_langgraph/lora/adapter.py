@@ -155,8 +155,12 @@ class LoraAdapter:
                 raise AdapterNormError(f"{name}: delta norm {norm:.3g} exceeds the limit {max_delta_norm:.3g}")
 
     def check_against_base(
-        self, fingerprint: str, module_shapes: Mapping[str, tuple[int, int]],
-        weight_norms: Mapping[str, float] | None = None, *, max_relative_norm: float = 100.0,
+        self,
+        fingerprint: str,
+        module_shapes: Mapping[str, tuple[int, int]],
+        weight_norms: Mapping[str, float] | None = None,
+        *,
+        max_relative_norm: float = 100.0,
     ) -> None:
         """Refuse an adapter made for another base, for modules it lacks, or absurdly large."""
         if self.metadata.base_fingerprint != fingerprint:
@@ -181,9 +185,7 @@ class LoraAdapter:
 
     # ------------------------------------------------------------------ algebra
     @classmethod
-    def compose(
-        cls, adapters: Sequence[LoraAdapter], weights: Sequence[float] | None = None
-    ) -> LoraAdapter:
+    def compose(cls, adapters: Sequence[LoraAdapter], weights: Sequence[float] | None = None) -> LoraAdapter:
         """Rank-concatenate adapters: the result's delta is ``sum_i w_i * delta_i``.
 
         Each adapter's scaling and weight are folded into its B block, so the composite has
@@ -204,8 +206,11 @@ class LoraAdapter:
             names += [n for n in a.weights if n not in names]
         out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for name in names:
-            parts = [(ad.weights[name], ad.scaling * w) for ad, w in zip(adapters, weights, strict=True)
-                     if name in ad.weights]
+            parts = [
+                (ad.weights[name], ad.scaling * w)
+                for ad, w in zip(adapters, weights, strict=True)
+                if name in ad.weights
+            ]
             out[name] = (torch.cat([a for (a, _), _ in parts], 0), torch.cat([b * s for (_, b), s in parts], 1))
         meta = AdapterMetadata(
             base_fingerprint=fingerprints.pop(),
@@ -218,8 +223,10 @@ class LoraAdapter:
         return cls(out, metadata=meta, scaling=1.0)
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> LoraAdapter:
-        moved = {n: (a.to(device=device, dtype=dtype), b.to(device=device, dtype=dtype))
-                 for n, (a, b) in self.weights.items()}
+        moved = {
+            n: (a.to(device=device, dtype=dtype), b.to(device=device, dtype=dtype))
+            for n, (a, b) in self.weights.items()
+        }
         return LoraAdapter(moved, metadata=self.metadata, scaling=self.scaling, validate=False)
 
     # ------------------------------------------------------------------ persistence
@@ -232,9 +239,14 @@ class LoraAdapter:
             tensors[f"{name}.lora_A"] = a.detach().to("cpu").contiguous()
             tensors[f"{name}.lora_B"] = b.detach().to("cpu").contiguous()
         header = _AdapterFile(
-            format=FORMAT, version=FORMAT_VERSION, scaling=self.scaling, metadata=self.metadata,
-            modules={n: _ModuleEntry(rank=a.shape[0], d_in=a.shape[1], d_out=b.shape[0])
-                     for n, (a, b) in self.weights.items()},
+            format=FORMAT,
+            version=FORMAT_VERSION,
+            scaling=self.scaling,
+            metadata=self.metadata,
+            modules={
+                n: _ModuleEntry(rank=a.shape[0], d_in=a.shape[1], d_out=b.shape[0])
+                for n, (a, b) in self.weights.items()
+            },
         )
         _atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"format": FORMAT}))
         _atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(header.model_dump_json(indent=2)))
@@ -253,8 +265,9 @@ class LoraAdapter:
         try:
             header = _AdapterFile.model_validate_json(cfg_path.read_bytes())
         except ValidationError as e:
-            raise AdapterFormatError(f"{cfg_path}: not an agenthn adapter config ({e.error_count()} problems: "
-                                     f"{e.errors()[0]['msg']})") from e
+            raise AdapterFormatError(
+                f"{cfg_path}: not an agenthn adapter config ({e.error_count()} problems: {e.errors()[0]['msg']})"
+            ) from e
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise AdapterFormatError(f"{cfg_path}: not valid JSON") from e
         if header.version != FORMAT_VERSION:

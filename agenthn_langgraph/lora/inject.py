@@ -44,7 +44,8 @@ def find_target_modules(model: nn.Module, suffixes: Sequence[str]) -> dict[str, 
     ``["mlp.down_proj"]`` finds every layer's down projection in Llama, Qwen2, Gemma and Mistral.
     """
     found = {
-        name: mod for name, mod in model.named_modules()
+        name: mod
+        for name, mod in model.named_modules()
         if isinstance(mod, nn.Linear) and any(name == s or name.endswith("." + s) for s in suffixes)
     }
     if not found:
@@ -71,6 +72,9 @@ class LoraInjector:
         self._plan: contextvars.ContextVar[InjectionPlan | None] = contextvars.ContextVar(
             f"agenthn_injection_{id(self)}", default=None
         )
+        self._capture: contextvars.ContextVar[dict[str, torch.Tensor] | None] = contextvars.ContextVar(
+            f"agenthn_capture_{id(self)}", default=None
+        )
         self._handles = [mod.register_forward_hook(self._hook_for(name)) for name, mod in self.modules.items()]
 
     @property
@@ -85,6 +89,9 @@ class LoraInjector:
 
     def _hook_for(self, name: str):  # noqa: ANN202 - torch hook signature
         def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor | None:
+            captured = self._capture.get()
+            if captured is not None:
+                captured[name] = inputs[0]
             plan = self._plan.get()
             if plan is None or name not in plan.weights:
                 return None
@@ -124,10 +131,15 @@ class LoraInjector:
         if per_row is None:
             if not adapters:
                 return None
-            composite = adapters[0] if len(adapters) == 1 and weights is None else LoraAdapter.compose(
-                adapters, weights)
-            return InjectionPlan({n: (a.to(param.device, param.dtype), (b * composite.scaling).to(
-                param.device, param.dtype)) for n, (a, b) in composite.weights.items()})
+            composite = (
+                adapters[0] if len(adapters) == 1 and weights is None else LoraAdapter.compose(adapters, weights)
+            )
+            return InjectionPlan(
+                {
+                    n: (a.to(param.device, param.dtype), (b * composite.scaling).to(param.device, param.dtype))
+                    for n, (a, b) in composite.weights.items()
+                }
+            )
         if weights is not None:
             raise ValueError("weights apply to shared adapters; give per-row weights by composing first")
         unique: list[LoraAdapter] = []
@@ -148,7 +160,7 @@ class LoraInjector:
         for i, row in enumerate(per_row):
             for ad in row:
                 j = next(k for k, u in enumerate(unique) if u is ad)
-                mask[i, spans[j][0]:spans[j][1]] = 1.0
+                mask[i, spans[j][0] : spans[j][1]] = 1.0
         plan_weights = {}
         for n, (a, b) in composite.weights.items():
             if a.shape[0] != start:
@@ -176,6 +188,19 @@ class LoraInjector:
             yield plan
         finally:
             self._plan.reset(token)
+
+    @contextmanager
+    def capture_inputs(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Record each target module's input during the block (in this context only).
+
+        The hypernetwork uses what a module sees at each text token as that token's default key.
+        """
+        store: dict[str, torch.Tensor] = {}
+        token = self._capture.set(store)
+        try:
+            yield store
+        finally:
+            self._capture.reset(token)
 
     def active_plan(self) -> InjectionPlan | None:
         return self._plan.get()

@@ -66,9 +66,15 @@ def export_peft(
         "use_dora": False,
         "target_modules": sorted(adapter.weights),  # full names: exactly these modules
         "base_model_name_or_path": base_model_name_or_path,
-        "agenthn": {"base_fingerprint": adapter.metadata.base_fingerprint, "kind": adapter.metadata.kind,
-                    "source_sha256": adapter.metadata.source_sha256},
     }
     save_file(tensors, str(directory / "adapter_model.safetensors"), metadata={"format": "pt"})
     (directory / "adapter_config.json").write_text(json.dumps(config, indent=2))
+    # provenance in a sidecar: peft warns about unknown keys in adapter_config.json
+    provenance = {
+        "base_fingerprint": adapter.metadata.base_fingerprint,
+        "kind": adapter.metadata.kind,
+        "source_sha256": adapter.metadata.source_sha256,
+        "created_at": adapter.metadata.created_at,
+    }
+    (directory / "agenthn.json").write_text(json.dumps(provenance, indent=2))
     return directory

@@ -148,15 +148,17 @@ def qa_batch(
     return input_ids, mask, w
 
 
-def lm_loss(model: LlamaForCausalLM, ids: torch.Tensor, mask: torch.Tensor, w: torch.Tensor,
-            answer_weight: float) -> tuple[torch.Tensor, float]:
+def lm_loss(
+    model: LlamaForCausalLM, ids: torch.Tensor, mask: torch.Tensor, w: torch.Tensor, answer_weight: float
+) -> tuple[torch.Tensor, float]:
     logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
     targets = ids[:, 1:]
     weights = w[:, 1:]
     is_answer = (weights == 2.0).float()
     weights = torch.where(is_answer.bool(), torch.full_like(weights, answer_weight), weights)
-    nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
-                                            reduction="none").view_as(targets)
+    nll = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none"
+    ).view_as(targets)
     loss = (nll * weights).sum() / weights.sum()
     acc = ((logits.argmax(-1) == targets).float() * is_answer).sum() / is_answer.sum().clamp(min=1)
     return loss, acc.item()
@@ -197,8 +199,13 @@ def train_base(cfg: BaseTrainConfig, out_dir: Path, *, device: str | None = None
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        ids, mask, w = qa_batch(Corpus(step_seed(cfg.seed, step)), encode, cfg.batch_size, max_facts_at(step / cfg.steps),
-                                cfg.no_context_fraction)
+        ids, mask, w = qa_batch(
+            Corpus(step_seed(cfg.seed, step)),
+            encode,
+            cfg.batch_size,
+            max_facts_at(step / cfg.steps),
+            cfg.no_context_fraction,
+        )
         loss, acc = lm_loss(model, ids.to(device), mask.to(device), w.to(device), cfg.answer_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -207,8 +214,10 @@ def train_base(cfg: BaseTrainConfig, out_dir: Path, *, device: str | None = None
         ema_acc = 0.95 * ema_acc + 0.05 * acc
         bar.set_postfix(loss=f"{loss.item():.3f}", answer_acc=f"{ema_acc:.3f}")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1,
-                        "config": asdict(cfg)}, ckpt_path)
+            torch.save(
+                {"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1, "config": asdict(cfg)},
+                ckpt_path,
+            )
     final = out_dir / "base"
     model.eval()
     model.save_pretrained(final, safe_serialization=True)

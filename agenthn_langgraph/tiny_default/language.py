@@ -34,8 +34,7 @@ CITIES = (
 ).split()
 ANIMALS = "cat dog parrot rabbit hamster turtle goldfish lizard snake ferret horse pony gecko mouse owl frog".split()
 JOBS = (
-    "teacher nurse farmer baker pilot doctor lawyer chef writer painter plumber dentist "
-    "engineer banker sailor singer"
+    "teacher nurse farmer baker pilot doctor lawyer chef writer painter plumber dentist engineer banker sailor singer"
 ).split()
 COLORS = "red blue green yellow purple orange pink black white brown grey silver gold teal navy beige".split()
 SPORTS = "tennis soccer golf chess rugby hockey cricket boxing rowing skiing cycling karate".split()
@@ -51,9 +50,7 @@ PRODUCTS = (
 ).split()
 NUMBERS = [str(i) for i in range(1, 100)]
 LANGUAGES = "english french german spanish italian dutch polish greek turkish arabic hindi korean".split()
-MONTHS = (
-    "january february march april may june july august september october november december"
-).split()
+MONTHS = ("january february march april may june july august september october november december").split()
 
 # ----------------------------------------------------------------------------- attributes
 # Each attribute: genre, value pool, statement templates (last one held out), question templates.
@@ -83,66 +80,156 @@ def _a(name: str, genre: str, values: list[str], statements: list[str], question
 
 ATTRIBUTES: tuple[Attribute, ...] = (
     # --- profile: personal facts stated in a chat
-    _a("name", "profile", NAMES,
-       ["my name is {v} .", "call me {v} .", "i am called {v} .", "everyone calls me {v} ."],
-       ["what is my name ?", "what am i called ?"]),
-    _a("city", "profile", CITIES,
-       ["i live in {v} .", "my home is in {v} .", "i moved to {v} .", "these days i stay in {v} ."],
-       ["where do i live ?", "what city do i live in ?"]),
-    _a("pet", "profile", ANIMALS,
-       ["my pet is a {v} .", "i have a pet {v} .", "i keep a {v} at home .", "at home a {v} waits for me ."],
-       ["what pet do i have ?", "what is my pet ?"]),
-    _a("job", "profile", JOBS,
-       ["i work as a {v} .", "my job is {v} .", "i am a {v} by trade .", "for a living i am a {v} ."],
-       ["what is my job ?", "what do i do for work ?"]),
-    _a("age", "profile", NUMBERS,
-       ["i am {v} years old .", "my age is {v} .", "i just turned {v} .", "i have lived {v} years ."],
-       ["how old am i ?", "what is my age ?"]),
-    _a("color", "profile", COLORS,
-       ["my favorite color is {v} .", "i like the color {v} .", "{v} is my color .", "the color i love is {v} ."],
-       ["what is my favorite color ?", "which color do i like ?"]),
-    _a("sport", "profile", SPORTS,
-       ["i play {v} .", "my sport is {v} .", "i practice {v} every week .", "on weekends i do {v} ."],
-       ["what sport do i play ?", "which sport do i do ?"]),
-    _a("language", "profile", LANGUAGES,
-       ["i speak {v} .", "my language is {v} .", "at home we talk in {v} .", "i grew up speaking {v} ."],
-       ["what language do i speak ?", "which language is mine ?"]),
-    _a("month", "profile", MONTHS,
-       ["my birthday is in {v} .", "i was born in {v} .", "i celebrate my birthday in {v} .",
-        "every {v} i get a year older ."],
-       ["when is my birthday ?", "in which month was i born ?"]),
+    _a(
+        "name",
+        "profile",
+        NAMES,
+        ["my name is {v} .", "call me {v} .", "i am called {v} .", "everyone calls me {v} ."],
+        ["what is my name ?", "what am i called ?"],
+    ),
+    _a(
+        "city",
+        "profile",
+        CITIES,
+        ["i live in {v} .", "my home is in {v} .", "i moved to {v} .", "these days i stay in {v} ."],
+        ["where do i live ?", "what city do i live in ?"],
+    ),
+    _a(
+        "pet",
+        "profile",
+        ANIMALS,
+        ["my pet is a {v} .", "i have a pet {v} .", "i keep a {v} at home .", "at home a {v} waits for me ."],
+        ["what pet do i have ?", "what is my pet ?"],
+    ),
+    _a(
+        "job",
+        "profile",
+        JOBS,
+        ["i work as a {v} .", "my job is {v} .", "i am a {v} by trade .", "for a living i am a {v} ."],
+        ["what is my job ?", "what do i do for work ?"],
+    ),
+    _a(
+        "age",
+        "profile",
+        NUMBERS,
+        ["i am {v} years old .", "my age is {v} .", "i just turned {v} .", "i have lived {v} years ."],
+        ["how old am i ?", "what is my age ?"],
+    ),
+    _a(
+        "color",
+        "profile",
+        COLORS,
+        ["my favorite color is {v} .", "i like the color {v} .", "{v} is my color .", "the color i love is {v} ."],
+        ["what is my favorite color ?", "which color do i like ?"],
+    ),
+    _a(
+        "sport",
+        "profile",
+        SPORTS,
+        ["i play {v} .", "my sport is {v} .", "i practice {v} every week .", "on weekends i do {v} ."],
+        ["what sport do i play ?", "which sport do i do ?"],
+    ),
+    _a(
+        "language",
+        "profile",
+        LANGUAGES,
+        ["i speak {v} .", "my language is {v} .", "at home we talk in {v} .", "i grew up speaking {v} ."],
+        ["what language do i speak ?", "which language is mine ?"],
+    ),
+    _a(
+        "month",
+        "profile",
+        MONTHS,
+        [
+            "my birthday is in {v} .",
+            "i was born in {v} .",
+            "i celebrate my birthday in {v} .",
+            "every {v} i get a year older .",
+        ],
+        ["when is my birthday ?", "in which month was i born ?"],
+    ),
     # --- preference: likes that change the assistant's recommendations
-    _a("drink", "preference", DRINKS,
-       ["i love {v} .", "my favorite drink is {v} .", "i always drink {v} .", "nothing beats {v} for me ."],
-       ["what should i drink ?", "recommend a drink for me ."]),
-    _a("food", "preference", FOODS,
-       ["i love eating {v} .", "my favorite food is {v} .", "i could eat {v} every day .", "for dinner i want {v} ."],
-       ["what should i eat ?", "recommend a food for me ."]),
-    _a("music", "preference", MUSIC,
-       ["i listen to {v} .", "my favorite music is {v} .", "i enjoy {v} music .", "put on some {v} for me ."],
-       ["what music should i play ?", "recommend some music for me ."]),
-    _a("hobby", "preference", HOBBIES,
-       ["my hobby is {v} .", "i enjoy {v} .", "in my free time i go {v} .", "i spend weekends {v} ."],
-       ["what hobby should i do ?", "recommend an activity for me ."]),
+    _a(
+        "drink",
+        "preference",
+        DRINKS,
+        ["i love {v} .", "my favorite drink is {v} .", "i always drink {v} .", "nothing beats {v} for me ."],
+        ["what should i drink ?", "recommend a drink for me ."],
+    ),
+    _a(
+        "food",
+        "preference",
+        FOODS,
+        ["i love eating {v} .", "my favorite food is {v} .", "i could eat {v} every day .", "for dinner i want {v} ."],
+        ["what should i eat ?", "recommend a food for me ."],
+    ),
+    _a(
+        "music",
+        "preference",
+        MUSIC,
+        ["i listen to {v} .", "my favorite music is {v} .", "i enjoy {v} music .", "put on some {v} for me ."],
+        ["what music should i play ?", "recommend some music for me ."],
+    ),
+    _a(
+        "hobby",
+        "preference",
+        HOBBIES,
+        ["my hobby is {v} .", "i enjoy {v} .", "in my free time i go {v} .", "i spend weekends {v} ."],
+        ["what hobby should i do ?", "recommend an activity for me ."],
+    ),
     # --- product: reference documents about fictional products
-    _a("price", "product", NUMBERS,
-       ["the price of {s} is {v} .", "{s} costs {v} dollars .", "{s} sells for {v} .", "you can buy {s} for {v} ."],
-       ["what is the price of {s} ?", "how much does {s} cost ?"]),
-    _a("maker", "product", MAKERS,
-       ["{s} is made by {v} .", "the maker of {s} is {v} .", "{v} builds {s} .", "{s} comes from the company {v} ."],
-       ["who makes {s} ?", "what company makes {s} ?"]),
-    _a("origin", "product", CITIES,
-       ["{s} is built in {v} .", "the factory of {s} is in {v} .", "{s} ships from {v} .", "{s} was designed in {v} ."],
-       ["where is {s} built ?", "which city builds {s} ?"]),
-    _a("material", "product", MATERIALS,
-       ["{s} is made of {v} .", "the body of {s} is {v} .", "{s} uses {v} .", "the shell of {s} is pure {v} ."],
-       ["what is {s} made of ?", "what material is {s} ?"]),
-    _a("weight", "product", NUMBERS,
-       ["{s} weighs {v} grams .", "the weight of {s} is {v} .", "{s} has a weight of {v} .", "on a scale {s} shows {v} ."],
-       ["how much does {s} weigh ?", "what is the weight of {s} ?"]),
-    _a("shade", "product", COLORS,
-       ["the color of {s} is {v} .", "{s} is painted {v} .", "{s} comes in {v} .", "{s} has a {v} finish ."],
-       ["what color is {s} ?", "which color is {s} ?"]),
+    _a(
+        "price",
+        "product",
+        NUMBERS,
+        ["the price of {s} is {v} .", "{s} costs {v} dollars .", "{s} sells for {v} .", "you can buy {s} for {v} ."],
+        ["what is the price of {s} ?", "how much does {s} cost ?"],
+    ),
+    _a(
+        "maker",
+        "product",
+        MAKERS,
+        ["{s} is made by {v} .", "the maker of {s} is {v} .", "{v} builds {s} .", "{s} comes from the company {v} ."],
+        ["who makes {s} ?", "what company makes {s} ?"],
+    ),
+    _a(
+        "origin",
+        "product",
+        CITIES,
+        [
+            "{s} is built in {v} .",
+            "the factory of {s} is in {v} .",
+            "{s} ships from {v} .",
+            "{s} was designed in {v} .",
+        ],
+        ["where is {s} built ?", "which city builds {s} ?"],
+    ),
+    _a(
+        "material",
+        "product",
+        MATERIALS,
+        ["{s} is made of {v} .", "the body of {s} is {v} .", "{s} uses {v} .", "the shell of {s} is pure {v} ."],
+        ["what is {s} made of ?", "what material is {s} ?"],
+    ),
+    _a(
+        "weight",
+        "product",
+        NUMBERS,
+        [
+            "{s} weighs {v} grams .",
+            "the weight of {s} is {v} .",
+            "{s} has a weight of {v} .",
+            "on a scale {s} shows {v} .",
+        ],
+        ["how much does {s} weigh ?", "what is the weight of {s} ?"],
+    ),
+    _a(
+        "shade",
+        "product",
+        COLORS,
+        ["the color of {s} is {v} .", "{s} is painted {v} .", "{s} comes in {v} .", "{s} has a {v} finish ."],
+        ["what color is {s} ?", "which color is {s} ?"],
+    ),
 )
 ATTRIBUTE_BY_NAME = {a.name: a for a in ATTRIBUTES}
 GENRES = ("profile", "preference", "product")
@@ -243,11 +330,7 @@ class Corpus:
         self.heldout_phrasing = heldout_phrasing
 
     def _statement(self, attribute: Attribute, fact: Fact) -> str:
-        template = (
-            attribute.heldout_statement
-            if self.heldout_phrasing
-            else self.rng.choice(attribute.train_statements)
-        )
+        template = attribute.heldout_statement if self.heldout_phrasing else self.rng.choice(attribute.train_statements)
         return template.format(s=fact.subject, v=fact.value)
 
     def sample(
@@ -263,9 +346,7 @@ class Corpus:
         genre = genre or rng.choice(GENRES)
         exclude = exclude_keys or set()
         subject = rng.choice(PRODUCTS) if genre == "product" else "user"
-        candidates = [
-            a for a in ATTRIBUTES if a.genre == genre and (subject, a.name) not in exclude
-        ]
+        candidates = [a for a in ATTRIBUTES if a.genre == genre and (subject, a.name) not in exclude]
         if genre == "product":
             # a product text that cannot take n_facts new keys for this subject picks another one
             for _ in range(50):
@@ -273,13 +354,11 @@ class Corpus:
                     break
                 subject = rng.choice(PRODUCTS)
                 candidates = [a for a in ATTRIBUTES if a.genre == genre and (subject, a.name) not in exclude]
-        elif genre == "preference" or genre == "profile":
+        elif len(candidates) < n_facts:
             # user facts of both genres can mix in one chat when one genre runs short
-            if len(candidates) < n_facts:
-                candidates = [
-                    a for a in ATTRIBUTES
-                    if a.genre in ("profile", "preference") and (subject, a.name) not in exclude
-                ]
+            candidates = [
+                a for a in ATTRIBUTES if a.genre in ("profile", "preference") and (subject, a.name) not in exclude
+            ]
         if len(candidates) < n_facts:
             raise ValueError(f"cannot draw {n_facts} fresh facts for genre {genre!r}")
         attributes = rng.sample(candidates, n_facts)
@@ -296,8 +375,7 @@ class Corpus:
                     user, bot = rng.choice(SMALL_TALK)
                     turns.append(f"<user> {user} <assistant> {bot} <end>")
                 turns.append(
-                    f"<user> {self._statement(ATTRIBUTE_BY_NAME[f.attribute], f)} "
-                    f"<assistant> {rng.choice(ACKS)} <end>"
+                    f"<user> {self._statement(ATTRIBUTE_BY_NAME[f.attribute], f)} <assistant> {rng.choice(ACKS)} <end>"
                 )
             text = " ".join(turns)
         return Sample(text=text, genre=genre, facts=facts)

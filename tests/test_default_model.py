@@ -1,0 +1,70 @@
+"""The shipped tiny default, run for real on held-out data: a broken checkpoint fails here.
+
+Thresholds are the ones ``agenthn eval recall`` must meet on 200 texts; here a smaller fixed
+held-out set (its own seed, never used by training) keeps the suite fast.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from agenthn_langgraph.evals.recall import evaluate_recall
+from agenthn_langgraph.tiny_default import CHECKPOINT_DIR
+from agenthn_langgraph.tiny_default.language import Corpus
+
+TEST_SEED = 4242
+
+
+@pytest.fixture(scope="module")
+def report(default_model):
+    return evaluate_recall(default_model, n_docs=60, seed=TEST_SEED, heldout_docs=0, progress=False)
+
+
+def test_checkpoint_is_small_and_safetensors_only():
+    files = [p for p in CHECKPOINT_DIR.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 30 * 2**20
+    assert not [p for p in files if p.suffix in {".bin", ".pt", ".pkl", ".pickle"}]
+
+
+def test_in_context_reading_is_competent(report):
+    assert report.in_context >= 0.95, report.table()
+
+
+def test_adapter_recall_without_text(report):
+    assert report.adapter >= 0.80, report.table()
+    assert report.prompt_tokens_adapter < report.prompt_tokens_in_context / 4
+
+
+def test_composed_with_unrelated_adapters(report):
+    assert report.composed >= 0.70, report.table()
+
+
+def test_no_memory_is_at_chance(report):
+    assert report.no_memory <= report.chance + 0.05, report.table()
+
+
+def test_concurrent_generation_with_different_adapters(default_model):
+    """Real generations on one shared model from several threads, each with its own memory."""
+    corpus = Corpus(TEST_SEED + 7)
+    samples = [corpus.sample(4, genre="profile") for _ in range(4)]
+    adapters = default_model.internalize_many([s.text for s in samples])
+    questions = [s.facts[0].question(corpus.rng) for s in samples]
+    alone = [
+        default_model.generate(q, adapters=[a], max_new_tokens=3) for q, a in zip(questions, adapters, strict=True)
+    ]
+    out: dict[int, list[str]] = {i: [] for i in range(4)}
+
+    def work(i: int) -> None:
+        for _ in range(3):
+            out[i].append(default_model.generate(questions[i], adapters=[adapters[i]], max_new_tokens=3))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert all(out[i] == [alone[i]] * 3 for i in range(4)), (out, alone)
+    # and the memories are really different answers, not a shared default
+    assert len(set(alone)) > 1

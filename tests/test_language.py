@@ -1,0 +1,57 @@
+"""The little language: tokenizer agreement, coverage, held-out phrasing, disjoint keys."""
+
+from __future__ import annotations
+
+from agenthn_langgraph.tiny_default.base import WordEncoder
+from agenthn_langgraph.tiny_default.language import ATTRIBUTES, Corpus, chance, render_prompt
+
+
+def test_fast_encoder_equals_the_tokenizer_and_covers_the_corpus(tokenizer):
+    encode = WordEncoder(tokenizer)
+    corpus = Corpus(11)
+    unk = tokenizer.unk_token_id
+    for _ in range(200):
+        s = corpus.sample(corpus.rng.randint(1, 6))
+        ids = tokenizer(s.text, add_special_tokens=False)["input_ids"]
+        assert ids == encode(s.text)
+        assert unk not in ids, s.text
+        for f in s.facts:
+            assert len(tokenizer(f.value, add_special_tokens=False)["input_ids"]) == 1  # one-word answers
+
+
+def test_heldout_phrasing_never_appears_in_training_texts():
+    train = Corpus(5)
+    texts = " || ".join(train.sample(4).text for _ in range(400))
+    for a in ATTRIBUTES:
+        fixed = a.heldout_statement.split("{")[0].strip() or a.heldout_statement.split("}")[-1].strip()
+        # the held-out template's fixed words never open a training statement
+        assert a.heldout_statement not in a.train_statements
+        if len(fixed.split()) >= 3:
+            assert fixed not in texts, (a.name, fixed)
+    held = Corpus(5, heldout_phrasing=True).sample(4, genre="product")
+    assert any(
+        a.heldout_statement.format(s=f.subject, v=f.value) in held.text
+        for f in held.facts
+        for a in ATTRIBUTES
+        if a.name == f.attribute
+    )
+
+
+def test_groups_have_disjoint_keys_and_answers_are_determined():
+    corpus = Corpus(3)
+    for _ in range(100):
+        group = corpus.group(3, 4)
+        keys = [k for s in group for k in s.keys]
+        assert len(keys) == len(set(keys)) == 12
+
+
+def test_chance_and_prompt_rendering():
+    s = Corpus(1).sample(4, genre="profile")
+    assert 0 < chance(s.facts) < 0.2
+    assert render_prompt("what is my pet ?") == "<bos> <user> what is my pet ? <assistant>"
+    assert render_prompt("q ?", "ctx .") == "<bos> ctx . <user> q ? <assistant>"
+
+
+def test_corpus_is_deterministic_for_a_seed():
+    a, b = Corpus(9), Corpus(9)
+    assert [a.sample(3).text for _ in range(5)] == [b.sample(3).text for _ in range(5)]
