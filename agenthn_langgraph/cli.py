@@ -51,36 +51,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import torch
 
     from .tiny_default import load_default
+    from .tiny_default.language import render_prompt
 
     torch.set_num_threads(args.threads)
     model = load_default()
+
+    def n_tokens(text: str) -> int:
+        return len(model.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     print(f"model: {model}")
-    print(f"\ntext ({model.count_tokens([{'role': 'system', 'content': DEMO_TEXT}])} tokens):\n  {DEMO_TEXT}\n")
+    print(f"\ntext to remember ({n_tokens(DEMO_TEXT)} tokens):\n  {DEMO_TEXT}\n")
     t0 = time.perf_counter()
     adapter = model.internalize(DEMO_TEXT, kind="segment")
     ms = (time.perf_counter() - t0) * 1000
-    print(f"internalized in {ms:.1f} ms -> {adapter} ({adapter.nbytes:,} bytes)\n")
-    in_context = [{"role": "system", "content": DEMO_TEXT}]
-    print(f"{'question':<26} {'expected':<9} {'adapter, empty context':<24} {'no memory':<12} {'text in context':<16}")
+    print(f"internalized in {ms:.1f} ms (one forward pass) -> {adapter}, {adapter.nbytes:,} bytes\n")
+    header = (
+        f"{'question':<24} {'expected':<9} {'adapter, empty context':<23} {'no memory':<11} {'text in context':<15}"
+    )
+    print(header)
     hits = {"adapter": 0, "none": 0, "context": 0}
     for q, expected in DEMO_QUESTIONS:
         with_adapter = model.generate(q, adapters=[adapter], max_new_tokens=4)
         without = model.generate(q, max_new_tokens=4)
-        ctx_prompt = f"<bos> {DEMO_TEXT} <user> {q} <assistant>"
-        ctx_logits = model.next_token_logits([ctx_prompt], raw=True)
+        ctx_logits = model.next_token_logits([render_prompt(q, DEMO_TEXT)], raw=True)
         ctx_answer = model.tokenizer.convert_ids_to_tokens(int(ctx_logits.argmax(-1)))
         hits["adapter"] += with_adapter.split()[:1] == [expected]
         hits["none"] += without.split()[:1] == [expected]
         hits["context"] += ctx_answer == expected
-        print(f"{q:<26} {expected:<9} {with_adapter:<24} {without:<12} {ctx_answer:<16}")
+        print(f"{q:<24} {expected:<9} {with_adapter:<23} {without:<11} {ctx_answer:<15}")
+    q = DEMO_QUESTIONS[0][0]
     n = len(DEMO_QUESTIONS)
     print(
-        f"\nprompt tokens: {model.count_tokens(DEMO_QUESTIONS[0][0])} with the adapter vs "
-        f"{len(model.tokenizer(f'<bos> {DEMO_TEXT} <user> {DEMO_QUESTIONS[0][0]} <assistant>')['input_ids'])}"
-        " with the text in context"
+        f"\nprompt tokens: {model.count_tokens(q)} with the adapter vs {n_tokens(render_prompt(q, DEMO_TEXT))} "
+        "with the text in context"
     )
     print(f"correct: adapter {hits['adapter']}/{n}, no memory {hits['none']}/{n}, in context {hits['context']}/{n}")
-    del in_context
     return 0
 
 
@@ -148,10 +153,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         model = load_default()
     report = evaluate_recall(model, n_docs=args.n_docs, seed=args.seed, progress=not args.json)
+    if args.plot:
+        report.plot(args.plot)
     if args.json:
         print(json.dumps(report.to_dict()))
     else:
         print(report.table())
+        if args.plot:
+            print(f"plot: {args.plot}")
     return 0
 
 
@@ -205,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=20261123)
     r.add_argument("--json", action="store_true")
     r.add_argument("--threads", type=int, default=2)
+    r.add_argument("--plot", default=None, help="also write a bar chart (PNG) to this path")
     r.add_argument("--base", default=None, help="a local HF base model directory (default: the embedded tiny one)")
     r.add_argument("--hypernet", default=None, help="its hypernetwork checkpoint directory")
     r.set_defaults(func=cmd_eval)

@@ -1,7 +1,8 @@
 """The shipped tiny default, run for real on held-out data: a broken checkpoint fails here.
 
 Thresholds are the ones ``agenthn eval recall`` must meet on 200 texts; here a smaller fixed
-held-out set (its own seed, never used by training) keeps the suite fast.
+held-out set (its own seed, never used by training) keeps the suite fast, except for in-context
+reading, whose true value sits within sampling noise of its threshold on a small set.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import threading
 
 import pytest
 
-from agenthn_langgraph.evals.recall import evaluate_recall
+from agenthn_langgraph.evals.recall import evaluate_recall, in_context_recall
 from agenthn_langgraph.tiny_default import CHECKPOINT_DIR
 from agenthn_langgraph.tiny_default.language import Corpus
 
@@ -28,8 +29,10 @@ def test_checkpoint_is_small_and_safetensors_only():
     assert not [p for p in files if p.suffix in {".bin", ".pt", ".pkl", ".pickle"}]
 
 
-def test_in_context_reading_is_competent(report):
-    assert report.in_context >= 0.95, report.table()
+def test_in_context_reading_is_competent(default_model):
+    # The base's in-context recall is 0.955 +- 0.009 (2,000 questions), right at the 0.95 target,
+    # so it is checked on 2,000 questions: a 240-question sample swings +-2.6 points (seed 4242: 0.912).
+    assert in_context_recall(default_model, n_docs=500, seed=31337) >= 0.95
 
 
 def test_adapter_recall_without_text(report):

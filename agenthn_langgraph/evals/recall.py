@@ -56,6 +56,36 @@ class RecallReport:
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    def plot(self, path: str) -> str:
+        """Write a bar chart of recall per condition (and per genre) to ``path`` (PNG)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        conditions = ["no_memory", "in_context", "adapter", "composed"]
+        labels = ["no memory", "text in context", "adapter\n(no text)", "adapter + 2\nunrelated"]
+        fig, ax = plt.subplots(figsize=(7.5, 4))
+        width = 0.2
+        for k, genre in enumerate(self.by_genre):
+            xs = [i + (k - 1) * width for i in range(len(conditions))]
+            ax.bar(xs, [self.by_genre[genre][c] for c in conditions], width, label=genre, alpha=0.85)
+        ax.scatter(range(len(conditions)), [getattr(self, c) for c in conditions], color="black", zorder=3, label="all")
+        ax.axhline(self.chance, color="grey", linestyle=":", label=f"chance {self.chance:.3f}")
+        ax.set_xticks(range(len(conditions)), labels)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("recall")
+        ax.set_title(
+            f"recall of 4-fact held-out texts (n={self.n_docs}, seed {self.seed}); "
+            f"prompt {self.prompt_tokens_in_context:.0f} vs {self.prompt_tokens_adapter:.0f} tokens",
+            fontsize=9,
+        )
+        ax.legend(fontsize=8, loc="upper left", ncol=2)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+
     def table(self) -> str:
         rows = [
             ("chance", self.chance, "-"),
@@ -131,6 +161,23 @@ def _accuracy(
         logits = model.next_token_logits(prompts[s : s + batch], rows, raw=True)
         hits += (logits.argmax(-1).cpu() == torch.tensor(answers[s : s + batch])).tolist()
     return hits
+
+
+def in_context_recall(model: WeightMemoryModel, *, n_docs: int, seed: int, batch: int = 128) -> float:
+    """Recall of the base with the text in the prompt (the teacher), alone: cheap, so usable on
+    large samples where a threshold sits close to the true value."""
+    groups = draw_eval_set(n_docs, seed)
+    rng = Corpus(seed + 1).rng
+    vocab = model.tokenizer.get_vocab()
+    questions = [(g[0], f, f.question(rng)) for g in groups for f in g[0].facts]
+    hits = _accuracy(
+        model,
+        [render_prompt(q, s.text) for s, _, q in questions],
+        [vocab[f.value] for _, f, _ in questions],
+        None,
+        batch,
+    )
+    return sum(hits) / len(hits)
 
 
 def evaluate_recall(
