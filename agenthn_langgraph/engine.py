@@ -235,7 +235,7 @@ class WeightMemoryModel:
         bos = self.tokenizer.bos_token_id
         for s in range(0, len(chunks), batch):
             group = [([bos] if bos is not None else []) + c for c in chunks[s : s + batch]]
-            ids, mask = pad_right(group, self.tokenizer.pad_token_id or 0, self.device)
+            ids, mask = pad_sequences(group, self.tokenizer.pad_token_id or 0, device=self.device)
             with self.injector.capture_inputs() as module_inputs:
                 states = self.base(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
             token_out = token_unembeddings(self.base, ids)
@@ -304,7 +304,7 @@ class WeightMemoryModel:
             for ad in row:
                 self.check_adapter(ad)
         encoded = [self._encode(self.render(p)) for p in prompts]
-        ids, mask = pad_left(encoded, self.tokenizer.pad_token_id or 0, self.device)
+        ids, mask = pad_sequences(encoded, self.tokenizer.pad_token_id or 0, side="left", device=self.device)
         gen_kwargs: dict[str, Any] = {
             "max_new_tokens": max_new_tokens,
             "pad_token_id": self.tokenizer.pad_token_id,
@@ -344,7 +344,7 @@ class WeightMemoryModel:
         """
         rows = [list(a) for a in adapters_per_row] if adapters_per_row is not None else [[] for _ in prompts]
         encoded = [self._encode(p if raw else self.render(p)) for p in prompts]  # type: ignore[arg-type]
-        ids, mask = pad_left(encoded, self.tokenizer.pad_token_id or 0, self.device)
+        ids, mask = pad_sequences(encoded, self.tokenizer.pad_token_id or 0, side="left", device=self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift RoPE positions
         shared = all(r == rows[0] for r in rows)
         with self.injector.apply(rows[0]) if shared else self.injector.apply(per_row=rows):
@@ -354,26 +354,17 @@ class WeightMemoryModel:
         return f"WeightMemoryModel(name={self.name!r}, targets={len(self.injector.modules)}, device={self.device})"
 
 
-def pad_right(
-    seqs: Sequence[Sequence[int]], pad: int, device: torch.device | str = "cpu"
+def pad_sequences(
+    seqs: Sequence[Sequence[int]], pad: int, *, side: str = "right", device: torch.device | str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) for token lists; ``side="left"`` for generation prompts."""
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids.to(device), mask.to(device)
-
-
-def pad_left(
-    seqs: Sequence[Sequence[int]], pad: int, device: torch.device | str = "cpu"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if s:
-            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
-            mask[i, width - len(s) :] = 1
+        span = slice(0, len(s)) if side == "right" else slice(width - len(s), width)
+        ids[i, span] = torch.tensor(s, dtype=torch.long)
+        mask[i, span] = 1
     return ids.to(device), mask.to(device)

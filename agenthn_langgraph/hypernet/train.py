@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..engine import WeightMemoryModel, pad_right
+from ..engine import WeightMemoryModel, pad_sequences
 from ..lora.inject import InjectionPlan
 from ..tiny_default.base import WordEncoder, step_seed
 from ..tiny_default.language import Corpus, Sample
@@ -99,9 +99,9 @@ def make_batch(corpus: Corpus, encode: WordEncoder, cfg: HypernetTrainConfig) ->
             owner.append(i)
             compose.append([i] + rng.sample(mates, rng.randint(0, len(mates))))
         teacher_seqs.append(seq)
-    text_ids, text_mask = pad_right(text_seqs, encode.pad)
-    teacher_ids, teacher_mask = pad_right(teacher_seqs, encode.pad)
-    student_ids, student_mask = pad_right(student_seqs, encode.pad)
+    text_ids, text_mask = pad_sequences(text_seqs, encode.pad)
+    teacher_ids, teacher_mask = pad_sequences(teacher_seqs, encode.pad)
+    student_ids, student_mask = pad_sequences(student_seqs, encode.pad)
     answers_t = torch.tensor(answers)
     answer_pos = (text_ids[owner] == answers_t[:, None]).float() * text_mask[owner]
     value_mask = answer_pos.new_zeros(text_ids.shape).index_add_(0, torch.tensor(owner), answer_pos).clamp(max=1)

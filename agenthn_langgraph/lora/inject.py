@@ -150,8 +150,8 @@ class LoraInjector:
         if not unique:
             return None
         composite = LoraAdapter.compose(unique)
-        # rank offsets of each unique adapter inside the composite (same for every module here
-        # only if ranks agree per module; compute per adapter from its own max rank)
+        # each unique adapter's rank span inside the composite; valid because every adapter has one
+        # rank for all its modules (checked below against the composite's width)
         spans, start = [], 0
         for ad in unique:
             spans.append((start, start + ad.rank))
