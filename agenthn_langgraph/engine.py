@@ -28,7 +28,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from .errors import CheckpointError, EmptyTextError, TextTooLongError
 from .hypernet.model import Hypernetwork, token_unembeddings
 from .lora.adapter import AdapterKind, AdapterMetadata, LoraAdapter, text_sha256
-from .lora.inject import LoraInjector
+from .lora.inject import InjectionPlan, LoraInjector
 
 Message = Mapping[str, Any]
 PromptLike = str | Sequence[Message]
@@ -258,6 +258,20 @@ class WeightMemoryModel:
     def compose(self, adapters: Sequence[LoraAdapter], weights: Sequence[float] | None = None) -> LoraAdapter:
         return LoraAdapter.compose([self.check_adapter(a) for a in adapters], weights)
 
+    def _row_plan(self, n_rows: int, adapters_per_row: Sequence[Sequence[LoraAdapter]] | None) -> InjectionPlan | None:
+        """Validate each row's adapters against this base and build one plan for the batch."""
+        if isinstance(adapters_per_row, LoraAdapter):
+            raise TypeError("adapters must be a list of LoraAdapter objects")
+        rows = [list(a) for a in adapters_per_row] if adapters_per_row is not None else [[] for _ in range(n_rows)]
+        if len(rows) != n_rows:
+            raise ValueError(f"{n_rows} prompts but {len(rows)} adapter lists")
+        for row in rows:
+            for ad in row:
+                self.check_adapter(ad)
+        if all(r == rows[0] for r in rows):  # the same adapters everywhere: one shared composite
+            return self.injector.plan_for(rows[0])
+        return self.injector.plan_for(per_row=rows)
+
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
     def generate(
@@ -295,14 +309,7 @@ class WeightMemoryModel:
         seed: int | None = None,
     ) -> list[str]:
         """Generate for several prompts at once; each row may carry its own adapters."""
-        if isinstance(adapters_per_row, LoraAdapter):
-            raise TypeError("adapters must be a list of LoraAdapter objects")
-        rows = [list(a) for a in adapters_per_row] if adapters_per_row is not None else [[] for _ in prompts]
-        if len(rows) != len(prompts):
-            raise ValueError(f"{len(prompts)} prompts but {len(rows)} adapter lists")
-        for row in rows:
-            for ad in row:
-                self.check_adapter(ad)
+        plan = self._row_plan(len(prompts), adapters_per_row)
         encoded = [self._encode(self.render(p)) for p in prompts]
         ids, mask = pad_sequences(encoded, self.tokenizer.pad_token_id or 0, side="left", device=self.device)
         gen_kwargs: dict[str, Any] = {
@@ -316,9 +323,7 @@ class WeightMemoryModel:
                 torch.manual_seed(seed)
         else:
             gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        shared = all(r == rows[0] for r in rows)
-        plan_ctx = self.injector.apply(rows[0]) if shared else self.injector.apply(per_row=rows)
-        with plan_ctx:
+        with self.injector.use_plan(plan):
             out = self.base.generate(input_ids=ids, attention_mask=mask, **gen_kwargs)
         texts = []
         for row in out[:, ids.shape[1] :]:
@@ -342,12 +347,11 @@ class WeightMemoryModel:
 
         ``raw=True`` takes prompts as already-rendered strings (no chat template applied).
         """
-        rows = [list(a) for a in adapters_per_row] if adapters_per_row is not None else [[] for _ in prompts]
+        plan = self._row_plan(len(prompts), adapters_per_row)
         encoded = [self._encode(p if raw else self.render(p)) for p in prompts]  # type: ignore[arg-type]
         ids, mask = pad_sequences(encoded, self.tokenizer.pad_token_id or 0, side="left", device=self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift RoPE positions
-        shared = all(r == rows[0] for r in rows)
-        with self.injector.apply(rows[0]) if shared else self.injector.apply(per_row=rows):
+        with self.injector.use_plan(plan):
             return self.base(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1].float()
 
     def __repr__(self) -> str:
