@@ -36,10 +36,22 @@ _LAZY = {
     "CheckpointError": "agenthn_langgraph.errors",
     "EmptyTextError": "agenthn_langgraph.errors",
     "TextTooLongError": "agenthn_langgraph.errors",
+    "AdapterNotFoundError": "agenthn_langgraph.errors",
+    "NamespaceError": "agenthn_langgraph.errors",
+    "StoreMismatchError": "agenthn_langgraph.errors",
+    "EmptyConversationError": "agenthn_langgraph.errors",
+    "MessageTypeError": "agenthn_langgraph.errors",
+    "LocalHypernetChatModel": "agenthn_langgraph.chat_model",
 }
 
 __all__ = [
     "AdapterFormatError",
+    "AdapterNotFoundError",
+    "EmptyConversationError",
+    "LocalHypernetChatModel",
+    "MessageTypeError",
+    "NamespaceError",
+    "StoreMismatchError",
     "AdapterMetadata",
     "AdapterMismatchError",
     "AdapterNormError",
@@ -57,14 +69,20 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .chat_model import LocalHypernetChatModel
     from .engine import WeightMemoryModel
     from .errors import (
         AdapterFormatError,
         AdapterMismatchError,
         AdapterNormError,
+        AdapterNotFoundError,
         AgenthnError,
         CheckpointError,
+        EmptyConversationError,
         EmptyTextError,
+        MessageTypeError,
+        NamespaceError,
+        StoreMismatchError,
         TextTooLongError,
     )
     from .hypernet.model import HypernetConfig, Hypernetwork

@@ -19,8 +19,10 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Mapping, Sequence
-from typing import Any
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -137,8 +139,22 @@ class WeightMemoryModel:
         with self._tok_lock:
             return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def render(self, prompt_or_messages: PromptLike, *, add_generation_prompt: bool = True) -> str:
-        """The exact prompt string the model sees (chat template applied)."""
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` (no special tokens added), by this model's own tokenizer."""
+        return self._encode(text)
+
+    def render(
+        self,
+        prompt_or_messages: PromptLike,
+        *,
+        add_generation_prompt: bool = True,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> str:
+        """The exact prompt string the model sees (chat template applied).
+
+        ``tools`` (OpenAI-style function schemas) go to the template's own ``tools`` variable;
+        templates without tool support ignore them.
+        """
         if isinstance(prompt_or_messages, str):
             messages: list[dict[str, Any]] = [{"role": "user", "content": prompt_or_messages}]
         elif isinstance(prompt_or_messages, Sequence):
@@ -151,7 +167,10 @@ class WeightMemoryModel:
             raise TypeError(f"prompt must be a str or a list of messages, got {type(prompt_or_messages).__name__}")
         with self._tok_lock:
             return self.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=add_generation_prompt
+                messages,
+                tools=list(tools) if tools else None,
+                tokenize=False,
+                add_generation_prompt=add_generation_prompt,
             )
 
     def count_tokens(self, prompt_or_messages: PromptLike) -> int:
@@ -336,6 +355,71 @@ class WeightMemoryModel:
         return texts
 
     @torch.no_grad()
+    def stream(
+        self,
+        prompt_or_messages: PromptLike,
+        adapters: Sequence[LoraAdapter] = (),
+        *,
+        max_new_tokens: int = 32,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Decode one prompt token by token, yielding text deltas as they become final.
+
+        The adapters' plan is entered around each forward pass only, never across a ``yield``, so
+        the caller's code between two deltas (callbacks, other model calls) runs without it.
+        Text that might be the start of a stop string is held back until it is decided.
+        The last event has ``finish_reason`` set ("stop" or "length") and the token counts.
+        """
+        plan = self._row_plan(1, [list(adapters)])
+        prompt_ids = self._encode(self.render(prompt_or_messages, tools=tools))
+        eos = self.tokenizer.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        generator = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
+        deadline = time.monotonic() + timeout if timeout else None
+        stops = [s for s in (stop or ()) if s]
+        ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
+        past: Any = None
+        generated: list[int] = []
+        emitted = ""
+        finish: Literal["stop", "length"] = "length"
+        for _ in range(max_new_tokens):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"generation exceeded timeout={timeout}s")
+            with self.injector.use_plan(plan):
+                out = self.base(input_ids=ids, past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            token = _pick_token(out.logits[0, -1].float(), temperature, top_p, generator)
+            if token in eos_ids:
+                finish = "stop"
+                break
+            generated.append(token)
+            ids = torch.tensor([[token]], dtype=torch.long, device=self.device)
+            with self._tok_lock:
+                text = self.tokenizer.decode(generated, skip_special_tokens=True).lstrip()
+            hit = min((text.index(s) for s in stops if s in text), default=None)
+            if hit is not None:
+                text, finish = text[:hit], "stop"
+            else:  # hold back a tail that could still grow into a stop string
+                hold = max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+                text = text[: len(text) - hold]
+            if len(text) > len(emitted) and text.startswith(emitted):
+                yield StreamEvent(text[len(emitted) :])
+                emitted = text
+            if hit is not None:
+                break
+        else:
+            with self._tok_lock:
+                text = self.tokenizer.decode(generated, skip_special_tokens=True).lstrip()
+            if len(text) > len(emitted) and text.startswith(emitted):  # release any held-back tail
+                yield StreamEvent(text[len(emitted) :])
+        yield StreamEvent("", finish_reason=finish, input_tokens=len(prompt_ids), output_tokens=len(generated))
+
+    @torch.no_grad()
     def next_token_logits(
         self,
         prompts: Sequence[PromptLike],
@@ -356,6 +440,28 @@ class WeightMemoryModel:
 
     def __repr__(self) -> str:
         return f"WeightMemoryModel(name={self.name!r}, targets={len(self.injector.modules)}, device={self.device})"
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One step of :meth:`WeightMemoryModel.stream`: a text delta, or (last) the finish record."""
+
+    text: str
+    finish_reason: Literal["stop", "length"] | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+def _pick_token(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> int:
+    """Greedy at temperature 0, else nucleus sampling (reproducible with a seeded generator)."""
+    if temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits / temperature, dim=-1).cpu()
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(descending=True)
+        keep = sorted_p.cumsum(0) - sorted_p < top_p  # always keeps the most likely token
+        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+    return int(torch.multinomial(probs, 1, generator=generator))
 
 
 def pad_sequences(

@@ -29,3 +29,23 @@ class CheckpointError(AgenthnError, ValueError):
 
 class TextTooLongError(AgenthnError, ValueError):
     """A text would need more chunks than the model's ``max_chunks``; split it or raise the limit."""
+
+
+class AdapterNotFoundError(AgenthnError, LookupError):
+    """No adapter (or skill) with that id exists in the store."""
+
+
+class NamespaceError(AgenthnError, PermissionError):
+    """An adapter was asked for from a namespace it does not belong to, or a namespace is malformed."""
+
+
+class StoreMismatchError(AgenthnError, ValueError):
+    """A store was opened with a different embedding model or base model than the one that built it."""
+
+
+class EmptyConversationError(AgenthnError, ValueError):
+    """A node or model got no messages where it needs at least one."""
+
+
+class MessageTypeError(AgenthnError, TypeError):
+    """A message of an unexpected type (not a LangChain message or a role/content mapping)."""

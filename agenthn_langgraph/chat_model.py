@@ -1,0 +1,449 @@
+"""``LocalHypernetChatModel``: a LangChain chat model over a local causal LM with per-call adapters.
+
+The weight-injection hook: every call may carry LoRA adapters (objects, or ids resolved through an
+:class:`~agenthn_langgraph.store.AdapterStore`). They are applied to that call only -- through a
+``contextvars`` plan, never a process-global "active adapter" -- so many LangGraph threads can
+share one model. Adapters reach a call in four ways, first match wins:
+
+1. call kwargs: ``model.invoke(msgs, adapters=[memory])`` or ``model.bind(adapters=[...])``;
+2. the run config: ``config={"configurable": {"adapter_ids": [...], "namespace": "alice"}}``
+   (read from the enclosing runnable's config, e.g. a LangGraph node's; for a direct ``invoke``
+   use :meth:`LocalHypernetChatModel.configurable_adapters`);
+3. the model's own fields ``adapters`` / ``adapter_ids``;
+4. none: the base model.
+
+Example:
+    >>> from agenthn_langgraph import LocalHypernetChatModel
+    >>> llm = LocalHypernetChatModel()  # the embedded tiny default, offline
+    >>> memory = llm.internalize("<user> my pet is a frog . <assistant> nice ! <end>")
+    >>> llm.invoke("what pet do i have ?", adapters=[memory]).content
+    'frog'
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.base import LangSmithParams
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ChatMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import ConfigurableField, Runnable, RunnableSerializable, ensure_config
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from .errors import EmptyConversationError, MessageTypeError
+from .lora.adapter import AdapterKind, LoraAdapter
+
+if TYPE_CHECKING:
+    from .engine import WeightMemoryModel
+    from .store import AdapterStore
+
+AdapterRef = LoraAdapter | str
+DEFAULT_MODEL_NAME = "agenthn-tiny"
+# Hermes / Qwen convention for tool calls in generated text; the template decides whether a model
+# was trained to emit them.
+_TOOL_CALL_RE = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
+
+_ENGINES: dict[tuple[str, str | None, str | None], WeightMemoryModel] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _shared_engine(base_path: str | None, hypernet_path: str | None, device: str | None) -> WeightMemoryModel:
+    """One loaded model per (base, hypernet, device) per process: chat models are cheap views on it."""
+    key = (base_path or DEFAULT_MODEL_NAME, hypernet_path, device)
+    with _ENGINES_LOCK:
+        if key not in _ENGINES:
+            if base_path is None:
+                from .tiny_default import load_default
+
+                _ENGINES[key] = load_default(device=device or "cpu")
+            else:
+                from .engine import WeightMemoryModel
+
+                _ENGINES[key] = WeightMemoryModel.from_pretrained(base_path, hypernet_path, device=device)
+        return _ENGINES[key]
+
+
+def _text_of(content: str | list[Any]) -> str:
+    """Text of a message's content; non-text blocks (images, audio) are refused, not dropped."""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content:
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, Mapping) and block.get("type") == "text":
+            parts.append(str(block.get("text", "")))
+        elif isinstance(block, Mapping) and block.get("type") in ("tool_use", "tool_call", "reasoning"):
+            continue  # carried in tool_calls / not part of the visible text
+        else:
+            kind = block.get("type") if isinstance(block, Mapping) else type(block).__name__
+            raise MessageTypeError(f"content block of type {kind!r} is not supported by this text-only model")
+    return " ".join(p for p in parts if p)
+
+
+def to_chat_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """LangChain messages -> the role/content dicts a Hugging Face chat template expects."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if isinstance(m, HumanMessage):
+            out.append({"role": "user", "content": _text_of(m.content)})
+        elif isinstance(m, AIMessage):
+            entry: dict[str, Any] = {"role": "assistant", "content": _text_of(m.content)}
+            if m.tool_calls:
+                entry["tool_calls"] = [
+                    {"id": tc.get("id"), "type": "function", "function": {"name": tc["name"], "arguments": tc["args"]}}
+                    for tc in m.tool_calls
+                ]
+            out.append(entry)
+        elif isinstance(m, SystemMessage):
+            out.append({"role": "system", "content": _text_of(m.content)})
+        elif isinstance(m, ToolMessage):
+            out.append({"role": "tool", "content": _text_of(m.content), "tool_call_id": m.tool_call_id})
+        elif isinstance(m, ChatMessage):
+            out.append({"role": m.role, "content": _text_of(m.content)})
+        else:
+            raise MessageTypeError(
+                f"message of type {type(m).__name__} is not supported "
+                "(use HumanMessage, AIMessage, SystemMessage, ToolMessage or ChatMessage)"
+            )
+    return out
+
+
+def parse_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
+    """Split ``<tool_call>{"name": ..., "arguments": ...}</tool_call>`` blocks out of generated text."""
+    calls = []
+    for match in _TOOL_CALL_RE.finditer(text):
+        try:
+            payload = json.loads(match.group(1))
+        except json.JSONDecodeError:
+            continue  # malformed: left in the text for the caller to see
+        if isinstance(payload, dict) and isinstance(payload.get("name"), str):
+            args = payload.get("arguments", payload.get("parameters", {}))
+            calls.append({"name": payload["name"], "args": args if isinstance(args, dict) else {}, "id": None})
+    if calls:
+        text = _TOOL_CALL_RE.sub("", text).strip()
+    for call in calls:
+        call["id"] = f"call_{uuid.uuid4().hex[:24]}"
+    return text, calls
+
+
+class LocalHypernetChatModel(BaseChatModel):
+    """A LangChain chat model over a local Hugging Face causal LM + hypernetwork.
+
+    With no arguments it runs the embedded tiny default on CPU. For a real model use
+    :meth:`from_pretrained` (a GPU is used when present). Loaded weights are shared by every
+    instance with the same ``model_path`` / ``hypernet_path`` / ``device``, so instances are cheap.
+
+    Example:
+        >>> llm = LocalHypernetChatModel(max_tokens=8)
+        >>> llm.invoke("hello , how are you ?").content
+        'i am fine , thanks .'
+        >>> llm.get_num_tokens_from_messages([("human", "hello , how are you ?")])
+        9
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
+
+    model_name: str = Field(default=DEFAULT_MODEL_NAME, alias="model")
+    """Name reported to tracing; the embedded default is ``agenthn-tiny``."""
+    model_path: str | None = None
+    """Local directory of a Hugging Face causal LM (+ tokenizer); ``None`` = the embedded default."""
+    hypernet_path: str | None = None
+    """Local directory of an agenthn hypernetwork checkpoint for ``model_path``."""
+    device: str | None = None
+    """``cpu``, ``cuda``, ...; ``None`` = cuda when present for ``model_path``, cpu for the default."""
+    temperature: float = 0.0
+    max_tokens: int = 64
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] | None = Field(default=None, alias="stop_sequences")
+    timeout: float | None = None
+    """Seconds one generation may take before ``TimeoutError``."""
+    max_retries: int = 0
+    """Accepted for interface compatibility; local generation has nothing to retry."""
+    streaming: bool = False
+    adapters: list[LoraAdapter] = Field(default_factory=list)
+    """Adapters applied to every call of this instance (after any chosen per call)."""
+    adapter_ids: list[str] = Field(default_factory=list)
+    """Ids resolved through ``adapter_store`` in ``namespace`` and applied to every call."""
+    adapter_store: Any = None
+    """An :class:`~agenthn_langgraph.store.AdapterStore` used to resolve adapter ids."""
+    namespace: str | tuple[str, ...] | None = None
+    """Default namespace for adapter ids (a user, a team...)."""
+
+    _engine: WeightMemoryModel | None = PrivateAttr(default=None)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_path: str,
+        hypernet: str | None = None,
+        *,
+        device: str | None = None,
+        **kwargs: Any,
+    ) -> LocalHypernetChatModel:
+        """A chat model over a local base model directory and its hypernetwork checkpoint."""
+        hypernet_path = str(hypernet) if hypernet else None
+        return cls(model_path=str(model_path), hypernet_path=hypernet_path, device=device, **kwargs)
+
+    @classmethod
+    def from_engine(cls, engine: WeightMemoryModel, **kwargs: Any) -> LocalHypernetChatModel:
+        """Wrap an already loaded :class:`~agenthn_langgraph.engine.WeightMemoryModel`."""
+        model = cls(model_name=kwargs.pop("model_name", engine.name), **kwargs)
+        model._engine = engine
+        return model
+
+    @property
+    def engine(self) -> WeightMemoryModel:
+        """The loaded model (loaded on first use, shared across instances)."""
+        if self._engine is None:
+            self._engine = _shared_engine(self.model_path, self.hypernet_path, self.device)
+        return self._engine
+
+    @property
+    def _llm_type(self) -> str:
+        return "agenthn-local-hypernet"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "model_path": self.model_path,
+            "hypernet_path": self.hypernet_path,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "top_p": self.top_p,
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "agenthn"
+        params["ls_model_name"] = kwargs.get("model", self.model_name)
+        params["ls_model_type"] = "chat"
+        params["ls_temperature"] = kwargs.get("temperature", self.temperature)
+        params["ls_max_tokens"] = kwargs.get("max_tokens", self.max_tokens)
+        if stop or self.stop:
+            params["ls_stop"] = list(stop or self.stop or [])
+        return params
+
+    # ------------------------------------------------------------------ weight memory
+    def internalize(
+        self,
+        text: str,
+        *,
+        kind: AdapterKind = "document",
+        extra: Mapping[str, str | int | float | bool | None] | None = None,
+    ) -> LoraAdapter:
+        """Write ``text`` into a LoRA adapter in one hypernetwork forward pass."""
+        return self.engine.internalize(text, kind=kind, extra=extra)
+
+    def configurable_adapters(self) -> RunnableSerializable[LanguageModelInput, BaseMessage]:
+        """This model with ``adapter_ids`` and ``namespace`` settable from ``config["configurable"]``.
+
+        >>> llm = LocalHypernetChatModel().configurable_adapters()
+        >>> llm.invoke("hi", config={"configurable": {"adapter_ids": []}}).type
+        'ai'
+        """
+        return self.configurable_fields(
+            adapter_ids=ConfigurableField(id="adapter_ids", name="Adapter ids", description="adapters for this run"),
+            namespace=ConfigurableField(id="namespace", name="Namespace", description="namespace of adapter_ids"),
+        )
+
+    def resolve_adapters(
+        self,
+        refs: Sequence[AdapterRef] | None = None,
+        *,
+        namespace: str | tuple[str, ...] | None = None,
+        store: AdapterStore | None = None,
+    ) -> list[LoraAdapter]:
+        """Adapter objects for a call: the given refs (or the run config's), then the instance's."""
+        configurable = ensure_config().get("configurable", {})
+        if refs is None:
+            refs = configurable.get("adapter_ids") or configurable.get("adapters")
+        if isinstance(refs, (str, LoraAdapter)):
+            raise TypeError("adapters must be a list of LoraAdapter objects or adapter ids, not a single one")
+        namespace = namespace or configurable.get("namespace") or self.namespace
+        store = store or configurable.get("adapter_store") or self.adapter_store
+        chosen: list[AdapterRef] = [*(refs or ()), *self.adapters, *self.adapter_ids]
+        out: list[LoraAdapter] = []
+        for ref in chosen:
+            if isinstance(ref, LoraAdapter):
+                out.append(ref)
+            elif isinstance(ref, str):
+                if store is None:
+                    raise ValueError(f"adapter id {ref!r} given but this model has no adapter_store to resolve it")
+                if namespace is None:
+                    raise ValueError(f"adapter id {ref!r} given without a namespace")
+                out.append(store.get(ref, namespace=namespace))
+            else:
+                raise TypeError(f"an adapter must be a LoraAdapter or an adapter id, got {type(ref).__name__}")
+        return out
+
+    # ------------------------------------------------------------------ generation
+    def _decode_options(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(kwargs) - {
+            "adapters",
+            "adapter_ids",
+            "namespace",
+            "adapter_store",
+            "temperature",
+            "max_tokens",
+            "top_p",
+            "seed",
+            "tools",
+            "tool_choice",
+            "model",
+            "timeout",
+            "ls_structured_output_format",
+        }
+        if unknown:
+            raise TypeError(f"unexpected generation options: {sorted(unknown)}")
+        refs = kwargs.get("adapters")
+        if refs is None and kwargs.get("adapter_ids") is not None:
+            refs = list(kwargs["adapter_ids"])
+        return {
+            "adapters": self.resolve_adapters(
+                refs, namespace=kwargs.get("namespace"), store=kwargs.get("adapter_store")
+            ),
+            "max_new_tokens": int(kwargs.get("max_tokens", self.max_tokens)),
+            "temperature": float(kwargs.get("temperature", self.temperature)),
+            "top_p": float(kwargs.get("top_p", self.top_p)),
+            "seed": kwargs.get("seed", self.seed),
+            "stop": list(stop if stop is not None else self.stop or []),
+            "tools": kwargs.get("tools"),
+            "timeout": kwargs.get("timeout", self.timeout),
+        }
+
+    def _finish_metadata(self, event: Any, n_adapters: int, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "model_name": kwargs.get("model", self.model_name),
+            "finish_reason": event.finish_reason,
+            "model_provider": "agenthn",
+            "adapters_applied": n_adapters,
+        }
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        options = self._decode_options(stop, kwargs)
+        if not messages:
+            raise EmptyConversationError("no messages to answer")
+        text, last = "", None
+        for event in self.engine.stream(to_chat_dicts(messages), **options):
+            text += event.text
+            last = event
+        assert last is not None  # stream() always ends with its finish record
+        content, calls = parse_tool_calls(text) if options["tools"] else (text, [])
+        usage = UsageMetadata(
+            input_tokens=last.input_tokens,
+            output_tokens=last.output_tokens,
+            total_tokens=last.input_tokens + last.output_tokens,
+        )
+        message = AIMessage(
+            content=content,
+            tool_calls=calls,
+            usage_metadata=usage,
+            response_metadata=self._finish_metadata(last, len(options["adapters"]), kwargs),
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        options = self._decode_options(stop, kwargs)
+        if not messages:
+            raise EmptyConversationError("no messages to answer")
+        with_tools = bool(options["tools"])
+        text = ""
+        for event in self.engine.stream(to_chat_dicts(messages), **options):
+            if event.finish_reason is None:
+                text += event.text
+                if with_tools:
+                    continue  # tool-call markup is parsed once the text is complete
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=event.text))
+                if run_manager:
+                    run_manager.on_llm_new_token(event.text, chunk=chunk)
+                yield chunk
+                continue
+            content, calls = parse_tool_calls(text) if with_tools else ("", [])
+            usage = UsageMetadata(
+                input_tokens=event.input_tokens,
+                output_tokens=event.output_tokens,
+                total_tokens=event.input_tokens + event.output_tokens,
+            )
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(
+                    content=content,
+                    usage_metadata=usage,
+                    tool_call_chunks=[
+                        tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
+                        for i, c in enumerate(calls)
+                    ],
+                    response_metadata=self._finish_metadata(event, len(options["adapters"]), kwargs),
+                    chunk_position="last",
+                )
+            )
+
+    # ------------------------------------------------------------------ tools and tokens
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | Literal["auto", "any", "none"] | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Offer tools through the tokenizer's chat template (its ``tools`` variable).
+
+        Calls are parsed from ``<tool_call>{"name": ..., "arguments": ...}</tool_call>`` blocks,
+        the format Qwen / Hermes style templates teach. ``tool_choice`` is recorded for the
+        template; a local model cannot be forced to call a tool. The embedded tiny model was not
+        trained on tools and will not call them.
+        """
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        if tool_choice is not None:
+            kwargs["tool_choice"] = tool_choice
+        return super().bind(tools=formatted, **kwargs)
+
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens in ``text`` by the model's own tokenizer (never a download)."""
+        return len(self.engine.encode(text))
+
+    def get_num_tokens_from_messages(
+        self,
+        messages: list[BaseMessage],
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool] | None = None,
+    ) -> int:
+        """Prompt tokens for ``messages`` after the chat template, by the model's own tokenizer."""
+        from langchain_core.messages import convert_to_messages
+
+        dicts = to_chat_dicts(convert_to_messages(messages))
+        formatted = [convert_to_openai_tool(t) for t in tools] if tools else None
+        return len(self.engine.encode(self.engine.render(dicts, tools=formatted)))
