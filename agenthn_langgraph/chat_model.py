@@ -56,7 +56,8 @@ if TYPE_CHECKING:
     from .engine import WeightMemoryModel
     from .store import AdapterStore
 
-AdapterRef = LoraAdapter | str
+AdapterRef = LoraAdapter | str | Mapping[str, Any]
+"""An adapter object, an id (in the call's namespace) or ``{"id": ..., "namespace": [...]}``."""
 DEFAULT_MODEL_NAME = "agenthn-tiny"
 # Hermes / Qwen convention for tool calls in generated text; the template decides whether a model
 # was trained to emit them.
@@ -289,12 +290,16 @@ class LocalHypernetChatModel(BaseChatModel):
         for ref in chosen:
             if isinstance(ref, LoraAdapter):
                 out.append(ref)
-            elif isinstance(ref, str):
+            elif isinstance(ref, (str, Mapping)):
+                adapter_id, ns = (ref, namespace) if isinstance(ref, str) else (ref.get("id"), ref.get("namespace"))
+                if not isinstance(adapter_id, str):
+                    raise TypeError(f"an adapter ref needs a string 'id', got {ref!r}")
                 if store is None:
-                    raise ValueError(f"adapter id {ref!r} given but this model has no adapter_store to resolve it")
-                if namespace is None:
-                    raise ValueError(f"adapter id {ref!r} given without a namespace")
-                out.append(store.get(ref, namespace=namespace))
+                    raise ValueError(f"adapter id {adapter_id!r} given but no adapter_store to resolve it")
+                if ns is None:
+                    raise ValueError(f"adapter id {adapter_id!r} given without a namespace")
+                ns = ns if isinstance(ns, str) else tuple(ns)
+                out.append(self.engine.check_adapter(store.get(adapter_id, namespace=ns)))
             else:
                 raise TypeError(f"an adapter must be a LoraAdapter or an adapter id, got {type(ref).__name__}")
         return out

@@ -1,0 +1,74 @@
+"""Add weight memory to an existing ``langchain.agents.create_agent`` agent in one line.
+
+    agent = create_agent(model, tools, middleware=[WeightMemoryMiddleware(model, store)])
+
+``before_model`` compacts old turns into segment adapters (evicting them) and recalls the
+segments relevant to the latest question; ``wrap_model_call`` applies them to that model call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any, NotRequired
+
+from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
+from langgraph.config import get_config
+from langgraph.runtime import Runtime
+
+from ..chat_model import LocalHypernetChatModel
+from ..nodes.compact import DEFAULT_SEGMENT_NAMESPACE, CompactNode, MemoryRecallNode
+from ..nodes.state import AdapterRef, add_ids, add_int, all_adapter_refs, merge_active_adapters
+from ._common import resolve_model, resolve_store
+
+
+class WeightMemoryAgentState(AgentState):
+    active_adapters: NotRequired[Annotated[dict[str, list[AdapterRef]], merge_active_adapters]]
+    memory_segments: NotRequired[Annotated[list[str], add_ids]]
+    compacted_turns: NotRequired[Annotated[int, add_int]]
+
+
+class WeightMemoryMiddleware(AgentMiddleware[WeightMemoryAgentState]):
+    """Long-horizon weight memory for any ``create_agent`` agent whose model is a LocalHypernetChatModel."""
+
+    state_schema = WeightMemoryAgentState
+
+    def __init__(
+        self,
+        model: LocalHypernetChatModel | None = None,
+        store: Any = None,
+        *,
+        max_turns: int = 6,
+        keep_turns: int = 2,
+        top_k: int = 3,
+        namespace: str | Sequence[str] = DEFAULT_SEGMENT_NAMESPACE,
+    ) -> None:
+        super().__init__()
+        self.model = resolve_model(model)
+        self.store = resolve_store(self.model, store)
+        self.compact = CompactNode(
+            self.model, self.store, max_turns=max_turns, keep_turns=keep_turns, namespace=namespace
+        )
+        self.recall = MemoryRecallNode(self.store, top_k=top_k, namespace=namespace)
+
+    def before_model(self, state: WeightMemoryAgentState, runtime: Runtime) -> dict[str, Any] | None:
+        return self._before_with_config(dict(state), get_config())
+
+    async def abefore_model(self, state: WeightMemoryAgentState, runtime: Runtime) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self._before_with_config, dict(state), get_config())
+
+    def _before_with_config(self, state: dict[str, Any], config: Any) -> dict[str, Any]:
+        return {**self.compact._compact(state, config), **self.recall._recall(state, config)}
+
+    def _with_adapters(self, request: ModelRequest) -> ModelRequest:
+        refs = all_adapter_refs(request.state or {})
+        settings = {**(request.model_settings or {}), "adapters": refs, "adapter_store": self.store}
+        return request.override(model_settings=settings)
+
+    def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]) -> ModelResponse:
+        return handler(self._with_adapters(request))
+
+    async def awrap_model_call(
+        self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
+    ) -> ModelResponse:
+        return await handler(self._with_adapters(request))

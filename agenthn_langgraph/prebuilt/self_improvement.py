@@ -1,0 +1,73 @@
+"""The self-improvement graph: attempt -> grade -> reflect -> re-internalize -> retry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Checkpointer
+
+from ..chat_model import LocalHypernetChatModel
+from ..nodes.reflect import (
+    DEFAULT_NOTES_NAMESPACE,
+    AttemptNode,
+    GradeNode,
+    Grader,
+    ReflectNode,
+    Reflector,
+    SelfImproveState,
+    exact_match_grader,
+)
+from ._common import AgentContext, resolve_model, resolve_store
+
+
+def create_self_improvement_graph(
+    model: LocalHypernetChatModel | None = None,
+    store: Any = None,
+    *,
+    max_rounds: int = 3,
+    grader: Grader = exact_match_grader,
+    reflector: Reflector | None = None,
+    namespace: str | Sequence[str] = DEFAULT_NOTES_NAMESPACE,
+    checkpointer: Checkpointer = None,
+    name: str = "self_improvement",
+) -> CompiledStateGraph:
+    """Improve at a set of practice questions by rewriting and re-internalizing notes.
+
+    Round 0 attempts with no notes. Each round reflects on the failures, rewrites the notes,
+    internalizes them into a fresh adapter and attempts again. The loop stops after
+    ``max_rounds`` reflections, at a perfect score, or when a round brings no gain; the state's
+    ``best_adapter`` / ``best_notes`` / ``best_score`` are the best seen, so stopping never loses a
+    better earlier round.
+
+    Input: ``{"study_material": str, "questions": [{"question": ..., "answer": ...}, ...]}``.
+    """
+    if max_rounds < 1:
+        raise ValueError("max_rounds must be >= 1")
+    model = resolve_model(model)
+    store = resolve_store(model, store)
+
+    def next_step(state: dict[str, Any]) -> str:
+        scores = state.get("scores") or []
+        if scores and scores[-1] >= 1.0:
+            return END
+        if int(state.get("round") or 0) >= max_rounds:
+            return END
+        if len(scores) >= 2 and scores[-1] <= max(scores[:-1]):  # this round brought no gain
+            return END
+        return "reflect"
+
+    def after_reflect(state: dict[str, Any]) -> str:
+        return END if state.get("stop_reason") else "attempt"
+
+    graph = StateGraph(SelfImproveState, context_schema=AgentContext)
+    graph.add_node(AttemptNode(model, store))
+    graph.add_node(GradeNode(grader))
+    graph.add_node(ReflectNode(model, store, reflector=reflector, namespace=namespace))
+    graph.add_edge(START, "attempt")
+    graph.add_edge("attempt", "grade")
+    graph.add_conditional_edges("grade", next_step, ["reflect", END])
+    graph.add_conditional_edges("reflect", after_reflect, ["attempt", END])
+    return graph.compile(checkpointer=checkpointer, name=name)
