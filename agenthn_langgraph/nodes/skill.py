@@ -36,10 +36,10 @@ class SkillLibrary:
         >>> from agenthn_langgraph.store import AdapterStore
         >>> llm = LocalHypernetChatModel()
         >>> skills = SkillLibrary(llm, AdapterStore.for_model(llm.engine, tempfile.mkdtemp()))
-        >>> skills.add("zorp", "the price of zorp is 7 .").name
-        'zorp'
+        >>> skills.add("zorblax", "the price of zorblax is 7 .").name
+        'zorblax'
         >>> skills.names()
-        ['zorp']
+        ['zorblax']
     """
 
     def __init__(

@@ -128,6 +128,7 @@ def run_context() -> Any:
     try:
         from langgraph.runtime import get_runtime
 
-        return get_runtime().context
+        runtime = get_runtime()
     except (RuntimeError, KeyError, LookupError):
         return None
+    return getattr(runtime, "context", None)

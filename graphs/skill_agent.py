@@ -1,0 +1,10 @@
+"""Studio entry: the skill agent with two product reference sheets as skills."""
+
+from agenthn_langgraph.prebuilt import create_skill_agent
+
+SKILLS = {
+    "zorblax manual": "this is the manual for zorblax . zorblax is made by acme . the price of zorblax is 7 .",
+    "quibbit manual": "this is the manual for quibbit . quibbit is made by globex . the price of quibbit is 3 .",
+}
+
+graph = create_skill_agent(skills=SKILLS)
