@@ -16,8 +16,11 @@ Example:
     >>> from agenthn_langgraph import LocalHypernetChatModel
     >>> llm = LocalHypernetChatModel()  # the embedded tiny default, offline
     >>> memory = llm.internalize("<user> my pet is a frog . <assistant> nice ! <end>")
-    >>> llm.invoke("what pet do i have ?", adapters=[memory]).content
+    >>> llm.invoke("what pet do i have ?", adapters=[memory]).content.split()[0]
     'frog'
+
+The tiny default applies adapters to the first answer token only (``adapter_tokens``), so the
+base model writes the rest of the turn: answers read like ``'frog is my color .'``.
 """
 
 from __future__ import annotations
@@ -182,6 +185,10 @@ class LocalHypernetChatModel(BaseChatModel):
     max_retries: int = 0
     """Accepted for interface compatibility; local generation has nothing to retry."""
     streaming: bool = False
+    adapter_tokens: int | None | Literal["default"] = "default"
+    """Generated tokens the adapters act on (``None``: all). ``"default"``: what the checkpoint
+    recommends -- 1 for the embedded tiny model, whose hypernetwork was trained on the first
+    answer token only; left on longer, its delta keeps repeating the remembered value."""
     adapters: list[LoraAdapter] = Field(default_factory=list)
     """Adapters applied to every call of this instance (after any chosen per call)."""
     adapter_ids: list[str] = Field(default_factory=list)
@@ -320,6 +327,7 @@ class LocalHypernetChatModel(BaseChatModel):
             "model",
             "timeout",
             "ls_structured_output_format",
+            "adapter_tokens",
         }
         if unknown:
             raise TypeError(f"unexpected generation options: {sorted(unknown)}")
@@ -337,6 +345,7 @@ class LocalHypernetChatModel(BaseChatModel):
             "stop": list(stop if stop is not None else self.stop or []),
             "tools": kwargs.get("tools"),
             "timeout": kwargs.get("timeout", self.timeout),
+            "adapter_tokens": kwargs.get("adapter_tokens", self.adapter_tokens),
         }
 
     def _finish_metadata(self, event: Any, n_adapters: int, kwargs: dict[str, Any]) -> dict[str, Any]:

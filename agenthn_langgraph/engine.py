@@ -102,6 +102,9 @@ class WeightMemoryModel:
             if hypernet.config.base_fingerprint and hypernet.config.base_fingerprint != self.fingerprint:
                 raise CheckpointError("hypernetwork was trained for another base model (fingerprint differs)")
         self._weight_norms = self.injector.weight_norms()
+        # generated tokens the adapters act on (None: all); a property of how the hypernetwork was
+        # trained, so the checkpoint's loader sets it (the tiny default: 1, see ``stream``)
+        self.default_adapter_tokens: int | None = None
         # fast tokenizers are not safe to call from several threads at once ("Already borrowed")
         self._tok_lock = threading.Lock()
 
@@ -367,6 +370,7 @@ class WeightMemoryModel:
         seed: int | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         timeout: float | None = None,
+        adapter_tokens: int | None | Literal["default"] = "default",
     ) -> Iterator[StreamEvent]:
         """Decode one prompt token by token, yielding text deltas as they become final.
 
@@ -374,8 +378,16 @@ class WeightMemoryModel:
         the caller's code between two deltas (callbacks, other model calls) runs without it.
         Text that might be the start of a stop string is held back until it is decided.
         The last event has ``finish_reason`` set ("stop" or "length") and the token counts.
+
+        ``adapter_tokens=n`` (default: the model's ``default_adapter_tokens``) applies the adapters
+        to the prompt and the first ``n`` generated tokens only; later tokens run on the base (over
+        a cache the adapters shaped). The tiny default
+        needs ``1``: its hypernetwork was trained on the first answer token, and a delta left on
+        keeps repeating the remembered value instead of ending the turn.
         """
         plan = self._row_plan(1, [list(adapters)])
+        if adapter_tokens == "default":
+            adapter_tokens = self.default_adapter_tokens
         prompt_ids = self._encode(self.render(prompt_or_messages, tools=tools))
         eos = self.tokenizer.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
@@ -390,7 +402,8 @@ class WeightMemoryModel:
         for _ in range(max_new_tokens):
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"generation exceeded timeout={timeout}s")
-            with self.injector.use_plan(plan):
+            step_plan = plan if adapter_tokens is None or len(generated) < adapter_tokens else None
+            with self.injector.use_plan(step_plan):
                 out = self.base(input_ids=ids, past_key_values=past, use_cache=True)
             past = out.past_key_values
             token = _pick_token(out.logits[0, -1].float(), temperature, top_p, generator)

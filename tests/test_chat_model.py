@@ -86,7 +86,9 @@ async def test_async_and_streaming_carry_the_adapters(llm, memory):
 def test_usage_stop_and_token_counting(llm):
     msg = llm.invoke("hello , how are you ?", max_tokens=10)
     assert msg.content == "i am fine , thanks ."
-    assert msg.usage_metadata["input_tokens"] == llm.get_num_tokens_from_messages([HumanMessage("hello , how are you ?")])
+    assert msg.usage_metadata["input_tokens"] == llm.get_num_tokens_from_messages(
+        [HumanMessage("hello , how are you ?")]
+    )
     assert msg.usage_metadata["output_tokens"] == 6
     assert msg.response_metadata["finish_reason"] == "stop"
     cut = llm.invoke("hello , how are you ?", max_tokens=10, stop=["thanks"])
@@ -101,9 +103,13 @@ def test_token_counting_never_touches_the_network(llm, monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
     n = llm.get_num_tokens_from_messages([SystemMessage("be brief ."), HumanMessage("what is my name ?")])
-    assert n == len(llm.engine.encode(llm.engine.render([
-        {"role": "system", "content": "be brief ."}, {"role": "user", "content": "what is my name ?"}
-    ])))
+    assert n == len(
+        llm.engine.encode(
+            llm.engine.render(
+                [{"role": "system", "content": "be brief ."}, {"role": "user", "content": "what is my name ?"}]
+            )
+        )
+    )
 
 
 def test_sampling_is_reproducible_with_a_seed(llm):

@@ -25,7 +25,6 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from ..chat_model import LocalHypernetChatModel
-from ..errors import AdapterNotFoundError
 from .compact import render_segment
 from .state import NamespaceTemplate, latest_human_text, messages_of, ref, run_context
 
@@ -187,10 +186,9 @@ class ProfileUpdateNode(RunnableLambda):
 
     def stored_facts(self, namespace: tuple[str, ...]) -> dict[str, str] | None:
         """The facts behind the user's stored profile adapter (``None`` if there is none)."""
-        try:
-            record = self.store.get_record(PROFILE_ID, namespace=namespace)
-        except AdapterNotFoundError:
+        if not self.store.exists(PROFILE_ID, namespace=namespace):
             return None
+        record = self.store.get_record(PROFILE_ID, namespace=namespace)
         return json.loads(str(record.extra.get("facts", "{}")))
 
     def internalize(self, facts: Mapping[str, str], namespace: tuple[str, ...]) -> None:

@@ -80,35 +80,47 @@ class Reflector(Protocol):
 
 
 class PassageReflector:
-    """New notes = old notes + the study passages that best answer each missed question.
+    """New notes = the study passages that answer each missed question, plus the old notes.
 
-    A passage is scored by the content words it shares with the question. Passages for missed
-    questions go first and each in its own chunk (one adapter chunk holds a few facts well, many
-    facts badly); the rest of the notes are kept, ``facts_per_chunk`` to a chunk.
+    The passage that answers a missed question is the one that contains the expected answer
+    (the grader's feedback) and shares the most content words with the question. Missed passages
+    are grouped ``facts_per_chunk`` to a note entry (each entry becomes one adapter chunk; the
+    hypernetwork holds a few facts per chunk well, many badly); old notes that still matter follow.
 
     >>> r = PassageReflector()
-    >>> r([{"question": "what is the price of zorp ?", "expected": "7", "predicted": "3", "correct": False}],
-    ...   [], "zorp is made by acme . the price of zorp is 7 .")
-    ['the price of zorp is 7 .']
+    >>> r([{"question": "who makes zorp ?", "expected": "acme", "predicted": "x", "correct": False}],
+    ...   [], "zorp is a gadget . zorp is made by acme . the price of zorp is 7 .")
+    ['zorp is made by acme .']
     """
 
-    def __init__(self, *, passages_per_question: int = 1, facts_per_chunk: int = 3) -> None:
-        self.passages_per_question, self.facts_per_chunk = passages_per_question, facts_per_chunk
+    def __init__(self, *, facts_per_chunk: int = 3) -> None:
+        self.facts_per_chunk = facts_per_chunk
 
     @staticmethod
     def _content(text: str) -> set[str]:
         return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
 
+    def answering_passage(self, attempt: Attempt, passages: Sequence[str]) -> str | None:
+        q, answer = self._content(attempt["question"]), set(_WORD.findall(attempt["expected"].lower()))
+
+        def score(p: str) -> tuple[bool, int]:
+            words = set(_WORD.findall(p.lower()))
+            return (bool(answer) and answer <= words, len(q & words))
+
+        best = max(passages, key=score, default=None)
+        return best if best is not None and score(best)[0] else None
+
     def __call__(self, failures: Sequence[Attempt], notes: Sequence[str], study_material: str) -> list[str]:
         passages = sentences(study_material)
         missed: list[str] = []
         for f in failures:
-            q = self._content(f["question"])
-            ranked = sorted(passages, key=lambda p: -len(q & self._content(p)))
-            missed += [p for p in ranked[: self.passages_per_question] if q & self._content(p) and p not in missed]
+            p = self.answering_passage(f, passages)
+            if p is not None and p not in missed:
+                missed.append(p)
         kept = [s for chunk in notes for s in sentences(chunk) if s not in missed]
-        grouped = [" ".join(kept[i : i + self.facts_per_chunk]) for i in range(0, len(kept), self.facts_per_chunk)]
-        return missed + grouped
+        ordered = missed + kept
+        n = self.facts_per_chunk
+        return [" ".join(ordered[i : i + n]) for i in range(0, len(ordered), n)]
 
 
 REFLECT_PROMPT = """You are improving your study notes. Study material:

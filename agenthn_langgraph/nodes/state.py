@@ -110,9 +110,9 @@ class NamespaceTemplate:
         configurable = (config or {}).get("configurable", {}) or {}
         for f in self.fields:
             v = context.get(f) if isinstance(context, Mapping) else getattr(context, f, None)
-            if v is None:
+            if v is None or v == "":
                 v = configurable.get(f)
-            if v is None:
+            if v is None or v == "":
                 raise NamespaceError(
                     f"namespace {self.template} needs {f!r}: pass it in the run context or config['configurable']"
                 )

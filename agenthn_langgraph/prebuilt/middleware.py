@@ -40,7 +40,7 @@ class WeightMemoryMiddleware(AgentMiddleware[WeightMemoryAgentState]):
         *,
         max_turns: int = 6,
         keep_turns: int = 2,
-        top_k: int = 3,
+        top_k: int = 1,
         namespace: str | Sequence[str] = DEFAULT_SEGMENT_NAMESPACE,
     ) -> None:
         super().__init__()

@@ -40,9 +40,12 @@ def load_default(*, device: str | None = "cpu", fresh: bool = False) -> WeightMe
                 raise CheckpointError(
                     f"the embedded default model is missing from {CHECKPOINT_DIR}; run `agenthn train --install`"
                 )
-            _cached[key] = WeightMemoryModel.from_pretrained(
+            model = WeightMemoryModel.from_pretrained(
                 CHECKPOINT_DIR / "base", CHECKPOINT_DIR / "hypernet", device=device, name="agenthn-tiny-default"
             )
+            # its hypernetwork was trained on the first answer token only (see WeightMemoryModel.stream)
+            model.default_adapter_tokens = 1
+            _cached[key] = model
         return _cached[key]
 
 

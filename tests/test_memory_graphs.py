@@ -1,0 +1,293 @@
+"""The memory nodes and prebuilt graphs, run for real: tiny model, real Chroma, real LangGraph."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage, SystemMessage, ToolMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from agenthn_langgraph.chat_model import LocalHypernetChatModel
+from agenthn_langgraph.errors import EmptyConversationError, MessageTypeError, NamespaceError
+from agenthn_langgraph.nodes import (
+    CompactNode,
+    PassageReflector,
+    ProfileEdit,
+    ProfileUpdateNode,
+    RuleProfileExtractor,
+    SkillNotFoundError,
+    apply_edits,
+    split_turns,
+)
+from agenthn_langgraph.prebuilt import (
+    AgentContext,
+    WeightMemoryMiddleware,
+    create_memory_agent,
+    create_personalized_agent,
+    create_self_improvement_graph,
+    create_skill_agent,
+)
+from agenthn_langgraph.store import AdapterStore
+from agenthn_langgraph.tiny_default.language import ATTRIBUTES, Corpus
+
+
+@pytest.fixture(scope="module")
+def llm() -> LocalHypernetChatModel:
+    return LocalHypernetChatModel(max_tokens=4)
+
+
+@pytest.fixture()
+def store(llm, tmp_path) -> AdapterStore:
+    return AdapterStore.for_model(llm.engine, tmp_path / "store")
+
+
+def profile_facts(seed: int, n: int) -> list[tuple[str, str, str]]:
+    """(statement, question, answer) for n distinct user attributes; a held-out draw per seed."""
+    rng = random.Random(seed)
+    attrs = rng.sample([a for a in ATTRIBUTES if a.genre in ("profile", "preference")], n)
+    out = []
+    for a in attrs:
+        v = rng.choice(a.values)
+        out.append((rng.choice(a.train_statements).format(v=v), a.questions[0], v))
+    return out
+
+
+def first_word(text: str) -> str:
+    return (text.split() or [""])[0]
+
+
+# ------------------------------------------------------------------------------ CompactNode
+def _ids(msgs):
+    for i, m in enumerate(msgs):
+        m.id = str(i)
+    return msgs
+
+
+def test_compaction_cuts_on_turn_boundaries_only(llm, store):
+    msgs = _ids(
+        [
+            SystemMessage("be brief ."),
+            HumanMessage("add 2 and 3"),
+            AIMessage("", tool_calls=[{"name": "add", "args": {"a": 2, "b": 3}, "id": "c1"}]),
+            ToolMessage("5", tool_call_id="c1"),
+            AIMessage("5 ."),
+            HumanMessage("my pet is a frog ."),
+            AIMessage("nice !"),
+            HumanMessage("i live in lima ."),
+            AIMessage("ok ."),
+            HumanMessage("what pet do i have ?"),
+        ]
+    )
+    head, turns = split_turns(msgs)
+    assert [m.id for m in head] == ["0"] and [len(t) for t in turns] == [4, 2, 2, 1]
+    node = CompactNode(llm, store, max_turns=2, keep_turns=2)
+    update = node.invoke({"messages": msgs}, {"configurable": {"thread_id": "t"}})
+    evicted = [m.id for m in update["messages"]]
+    assert all(isinstance(m, RemoveMessage) for m in update["messages"])
+    # the tool call and its result leave together; the system prompt and the newest human stay
+    assert evicted == ["1", "2", "3", "4", "5", "6"]
+    assert update["compacted_turns"] == 2 and len(update["memory_segments"]) == 1
+    record = store.get_record(update["memory_segments"][0], namespace=("memories", "t"))
+    assert (record.kind, record.turn_start, record.turn_end) == ("segment", 0, 1)
+    assert "my pet is a frog" in record.text and "add 2 and 3" in record.text
+    # short threads are left alone
+    assert node.invoke({"messages": msgs[-3:]}, {"configurable": {"thread_id": "t"}}) == {}
+    with pytest.raises(ValueError):
+        CompactNode(llm, store, max_turns=2, keep_turns=3)
+
+
+def test_bad_state_is_a_typed_error(llm, store):
+    node = CompactNode(llm, store)
+    with pytest.raises(EmptyConversationError):
+        node.invoke({}, {"configurable": {"thread_id": "t"}})
+    with pytest.raises(MessageTypeError):
+        node.invoke({"messages": ["hi", 42]}, {"configurable": {"thread_id": "t"}})
+    with pytest.raises(NamespaceError, match="user_id"):
+        ProfileUpdateNode(llm, store).invoke({"messages": [HumanMessage("hi")]}, {})
+
+
+# ------------------------------------------------------------------------------ memory agent
+@pytest.mark.parametrize("seed", [101, 202])
+def test_memory_agent_recalls_evicted_turns_with_a_small_prompt(llm, store, seed):
+    facts = profile_facts(seed, 8)
+    agent = create_memory_agent(llm, store, max_turns=4, keep_turns=1, checkpointer=InMemorySaver())
+    cfg = {"configurable": {"thread_id": f"thread-{seed}"}}
+    prompt_tokens = []
+    for statement, _, _ in facts:
+        out = agent.invoke({"messages": [("user", statement)]}, cfg)
+        prompt_tokens.append(out["messages"][-1].usage_metadata["input_tokens"])
+    assert out["compacted_turns"] == 4 and len(out["memory_segments"]) == 1
+    assert max(prompt_tokens) < 60, prompt_tokens  # never the whole thread: it would be ~100 tokens
+    hits = 0
+    for _, question, answer in facts:  # the first question's turn evicts the last four facts too
+        out = agent.invoke({"messages": [("user", question)]}, cfg)
+        hits += first_word(out["messages"][-1].content) == answer
+    assert out["compacted_turns"] >= 8
+    # measured 8/8 on both seeds; chance is ~0.07 per question
+    no_memory = sum(first_word(llm.invoke(q).content) == a for _, q, a in facts)
+    assert hits >= 6 and hits >= no_memory + 4, (hits, no_memory)
+
+
+def test_thread_resumed_in_a_new_process_keeps_its_adapters(tmp_path):
+    """SqliteSaver + the store on disk: a second process answers from the first one's adapters."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from langgraph.checkpoint.sqlite import SqliteSaver
+        from agenthn_langgraph.prebuilt import create_memory_agent
+        with SqliteSaver.from_conn_string({str(tmp_path / "ckpt.sqlite")!r}) as saver:
+            agent = create_memory_agent(store={str(tmp_path / "store")!r}, max_turns=2, keep_turns=1,
+                                        checkpointer=saver)
+            cfg = {{"configurable": {{"thread_id": "resume-me"}}}}
+            for text in sys.argv[1:]:
+                out = agent.invoke({{"messages": [("user", text)]}}, cfg)
+            print("ANSWER", out["messages"][-1].content, "SEGMENTS", len(out.get("memory_segments", [])),
+                  "MESSAGES", len(out["messages"]))
+        """
+    )
+    env = {"HF_HUB_OFFLINE": "1", "PATH": str(Path(sys.executable).parent)}
+    first = subprocess.run(
+        [sys.executable, "-c", script, "my pet is a frog .", "hello , how are you ?", "i am fine ."],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "SEGMENTS 1" in first.stdout
+    second = subprocess.run(
+        [sys.executable, "-c", script, "what pet do i have ?"], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "ANSWER frog" in second.stdout, second.stdout
+
+
+async def test_memory_agent_async(llm, store):
+    agent = create_memory_agent(llm, store, max_turns=1, keep_turns=1, checkpointer=InMemorySaver())
+    cfg = {"configurable": {"thread_id": "async"}}
+    await agent.ainvoke({"messages": [("user", "my pet is a frog .")]}, cfg)
+    out = await agent.ainvoke({"messages": [("user", "what pet do i have ?")]}, cfg)
+    assert out["compacted_turns"] == 1 and first_word(out["messages"][-1].content) == "frog"
+
+
+def test_empty_conversation(llm, store):
+    agent = create_memory_agent(llm, store)
+    with pytest.raises(EmptyConversationError):
+        agent.invoke({"messages": []}, {"configurable": {"thread_id": "e"}})
+
+
+# ------------------------------------------------------------------------------ profile
+def test_profile_edits_are_diff_style():
+    facts, applied = apply_edits(
+        {"pet": "my pet is a cat ."},
+        [
+            ProfileEdit(op="add", key="city", value="i live in lima ."),
+            ProfileEdit(op="add", key="pet", value="my pet is a frog ."),
+            ProfileEdit(op="remove", key="job"),
+        ],
+    )
+    assert facts == {"pet": "my pet is a frog .", "city": "i live in lima ."}
+    assert [e.op for e in applied] == ["add", "update"]
+    edits = RuleProfileExtractor()([HumanMessage("call me bob . forget my city .")], facts)
+    assert [(e.op, e.key) for e in edits] == [("add", "name"), ("remove", "city")]
+
+
+def test_personalized_agent_across_sessions_and_users(llm, store):
+    agent = create_personalized_agent(llm, store, internalize_every=2, checkpointer=InMemorySaver())
+    ann = AgentContext(user_id="ann")
+    s1 = {"configurable": {"thread_id": "ann-session-1"}}
+    agent.invoke({"messages": [("user", "my pet is a frog .")]}, s1, context=ann)
+    out = agent.invoke({"messages": [("user", "i live in lima .")]}, s1, context=ann)
+    assert out["profile"] == {"pet": "my pet is a frog .", "city": "i live in lima ."}
+    assert out["profile_pending_edits"] == 0  # 2 edits -> internalized
+    # switched off per call: the statement is not recorded
+    off = {"configurable": {"thread_id": "ann-session-1", "profile_updates": False}}
+    out = agent.invoke({"messages": [("user", "i play golf .")]}, off, context=ann)
+    assert "sport" not in out["profile"]
+    # a later session, empty context: the profile adapter answers
+    s2 = {"configurable": {"thread_id": "ann-session-2"}}
+    out = agent.invoke({"messages": [("user", "what pet do i have ?")]}, s2, context=ann)
+    assert first_word(out["messages"][-1].content) == "frog"
+    assert out["active_adapters"]["profile"] == [{"id": "profile", "namespace": ["profiles", "ann"]}]
+    # another user sees nothing of ann's
+    bob = {"configurable": {"thread_id": "bob-1"}}
+    out = agent.invoke({"messages": [("user", "what pet do i have ?")]}, bob, context=AgentContext(user_id="bob"))
+    assert out["active_adapters"]["profile"] == [] and first_word(out["messages"][-1].content) != "frog"
+    with pytest.raises(NamespaceError):
+        llm.invoke(
+            "what pet do i have ?", adapters=[{"id": "profile", "namespace": ["profiles", "bob"]}], adapter_store=store
+        )
+    # on-demand internalization and forgetting
+    s3 = {"configurable": {"thread_id": "ann-session-3", "internalize_profile": True}}
+    out = agent.invoke({"messages": [("user", "forget my pet .")]}, s3, context=ann)
+    assert out["profile"] == {"city": "i live in lima ."}
+    assert "pet" not in store.get_record("profile", namespace=("profiles", "ann")).extra["facts"]
+
+
+# ------------------------------------------------------------------------------ skills
+def test_skill_agent_picks_the_matching_skill(llm, store):
+    skills = {
+        "zorblax manual": "this is the manual for zorblax . zorblax is made by acme . the price of zorblax is 7 .",
+        "quibbit manual": "this is the manual for quibbit . quibbit is made by globex . the price of quibbit is 3 .",
+    }
+    agent = create_skill_agent(llm, store, skills=skills)
+    create_skill_agent(llm, store, skills=skills)  # internalized once: a second build reuses them
+    assert store.count(namespace=("skills",)) == 2
+    out = agent.invoke({"messages": [("user", "who makes quibbit ?")]})
+    assert out["skill"] == "quibbit manual" and first_word(out["messages"][-1].content) == "globex"
+    out = agent.invoke({"messages": [("user", "who makes zorblax ?")]})
+    assert out["skill"] == "zorblax manual" and first_word(out["messages"][-1].content) == "acme"
+    with pytest.raises(SkillNotFoundError):
+        agent.invoke({"messages": [("user", "hi")]}, {"configurable": {"skill": "no such skill"}})
+
+
+# ------------------------------------------------------------------------------ self-improvement
+def test_self_improvement_improves_and_never_regresses(llm, store):
+    docs = Corpus(seed=777).group(3, 4, genre="product")
+    material = " ".join(d.text for d in docs)
+    rng = random.Random(0)
+    questions = [{"question": f.question(rng), "answer": f.value} for d in docs for f in d.facts]
+    graph = create_self_improvement_graph(llm, store, max_rounds=3)
+    out = graph.invoke({"study_material": material, "questions": questions}, {"configurable": {"thread_id": "si"}})
+    scores = out["scores"]
+    assert scores[0] <= 0.25  # round 0 has no notes: near chance
+    # measured [0.0, 0.58, 0.58] (seed 777); later rounds may not add, but the best is kept
+    assert out["best_score"] == max(scores) >= scores[0] + 0.4, scores
+    assert out["best_adapter"] is not None and store.exists(out["best_adapter"]["id"], namespace=("notes", "si"))
+    assert len(scores) <= 4
+
+
+def test_passage_reflector_puts_answering_passages_first():
+    material = (
+        "zorblax is a new gadget . zorblax is made by acme . the price of zorblax is 7 . zorblax weighs 3 grams ."
+    )
+    miss = {"question": "who makes zorblax ?", "expected": "acme", "predicted": "x", "correct": False}
+    notes = PassageReflector(facts_per_chunk=2)(
+        [miss], ["the price of zorblax is 7 . zorblax is made by acme ."], material
+    )
+    assert notes == ["zorblax is made by acme . the price of zorblax is 7 ."]
+    # no passage holds the answer: nothing invented
+    wrong = {**miss, "expected": "globex"}
+    assert PassageReflector()([wrong], [], "the price of zorblax is 7 .") == []
+
+
+# ------------------------------------------------------------------------------ middleware
+def test_create_agent_middleware_adds_weight_memory(llm, store):
+    from langchain.agents import create_agent
+
+    agent = create_agent(
+        llm,
+        tools=[],
+        middleware=[WeightMemoryMiddleware(llm, store, max_turns=1, keep_turns=1)],
+        checkpointer=InMemorySaver(),
+    )
+    cfg = {"configurable": {"thread_id": "mw"}}
+    agent.invoke({"messages": [("user", "my pet is a frog .")]}, cfg)
+    out = agent.invoke({"messages": [("user", "what pet do i have ?")]}, cfg)
+    assert out["compacted_turns"] == 1 and len(out["messages"]) == 2
+    assert first_word(out["messages"][-1].content) == "frog"
