@@ -1,4 +1,4 @@
-"""``agenthn``: demo, training, evaluation and info for the weight-memory engine."""
+"""``agenthn``: demo, training, evaluation and info for the weight-memory engine and its agents."""
 
 from __future__ import annotations
 
@@ -47,13 +47,37 @@ def _hardware() -> dict[str, object]:
     return info
 
 
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = ("long_memory", "personalization", "skills", "self_improvement", "existing_agent")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    """The engine demo, then each example script (one per application) in this process."""
+    import runpy
+
     import torch
 
+    torch.set_num_threads(args.threads)
+    chosen = args.only or ["engine", *EXAMPLES]
+    for name in chosen:
+        t0 = time.perf_counter()
+        print(f"\n{'=' * 24} {name} {'=' * 24}", flush=True)
+        if name == "engine":
+            demo_engine()
+        else:
+            script = EXAMPLES_DIR / f"{name}.py"
+            if not script.is_file():
+                print(f"examples/{name}.py not found (the examples ship with a source checkout)", file=sys.stderr)
+                return 1
+            runpy.run_path(str(script), run_name="__main__")
+        print(f"[{name}: {time.perf_counter() - t0:.1f} s]", flush=True)
+    return 0
+
+
+def demo_engine() -> None:
     from .tiny_default import load_default
     from .tiny_default.language import render_prompt
 
-    torch.set_num_threads(args.threads)
     model = load_default()
 
     def n_tokens(text: str) -> int:
@@ -86,7 +110,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "with the text in context"
     )
     print(f"correct: adapter {hits['adapter']}/{n}, no memory {hits['none']}/{n}, in context {hits['context']}/{n}")
-    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -192,8 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agenthn", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("demo", help="internalize a text and answer from the adapter with an empty context")
+    d = sub.add_parser("demo", help="the engine demo and every example (memory, profile, skills, self-improvement)")
     d.add_argument("--threads", type=int, default=2)
+    d.add_argument("--only", nargs="+", choices=["engine", *EXAMPLES], help="run just these parts")
     d.set_defaults(func=cmd_demo)
 
     t = sub.add_parser("train", help="train the tiny base and meta-train its hypernetwork")

@@ -27,7 +27,7 @@ def _agenthn(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_demo_answers_from_the_adapter():
-    proc = _agenthn("demo")
+    proc = _agenthn("demo", "--only", "engine")
     assert proc.returncode == 0, proc.stderr
     assert "internalized in" in proc.stdout and "prompt tokens" in proc.stdout
     adapter_line = next(line for line in proc.stdout.splitlines() if line.startswith("correct:"))

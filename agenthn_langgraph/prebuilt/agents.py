@@ -37,7 +37,7 @@ def create_memory_agent(
     *,
     max_turns: int = 6,
     keep_turns: int = 2,
-    top_k: int = 3,
+    top_k: int = 1,
     namespace: str | Sequence[str] = DEFAULT_SEGMENT_NAMESPACE,
     system_prompt: str | None = None,
     checkpointer: Checkpointer = None,
