@@ -187,6 +187,41 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_memory(args: argparse.Namespace) -> int:
+    import torch
+
+    from .evals.memory import evaluate_memory
+
+    torch.set_num_threads(args.threads)
+    report = evaluate_memory(
+        threads=args.n_threads, turns=args.turns, n_facts=args.facts, seed=args.seed, progress=not args.json
+    )
+    if args.plot:
+        report.plot(args.plot)
+    print(json.dumps(report.to_dict()) if args.json else report.table())
+    return 0
+
+
+def cmd_graphs(args: argparse.Namespace) -> int:
+    """Mermaid source of each prebuilt graph (what Studio draws), offline."""
+    import tempfile
+
+    from .prebuilt import (
+        create_memory_agent,
+        create_personalized_agent,
+        create_self_improvement_graph,
+        create_skill_agent,
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for factory in (create_memory_agent, create_personalized_agent, create_skill_agent):
+            graph = factory(store=tmp)
+            print(f"### {graph.name}\n\n```mermaid\n{graph.get_graph().draw_mermaid()}```\n")
+        graph = create_self_improvement_graph(store=tmp)
+        print(f"### {graph.name}\n\n```mermaid\n{graph.get_graph().draw_mermaid()}```\n")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .tiny_default import CHECKPOINT_DIR, load_default, training_record
 
@@ -242,6 +277,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--base", default=None, help="a local HF base model directory (default: the embedded tiny one)")
     r.add_argument("--hypernet", default=None, help="its hypernetwork checkpoint directory")
     r.set_defaults(func=cmd_eval)
+
+    m = esub.add_parser("memory", help="long threads: compacted weight memory vs full context vs a window vs none")
+    m.add_argument("--threads", dest="n_threads", type=int, default=6)
+    m.add_argument("--turns", type=int, default=16)
+    m.add_argument("--facts", type=int, default=8)
+    m.add_argument("--seed", type=int, default=424242)
+    m.add_argument("--json", action="store_true")
+    m.add_argument("--plot", default=None, help="also write a bar chart (PNG) to this path")
+    m.add_argument("--torch-threads", dest="threads", type=int, default=2)
+    m.set_defaults(func=cmd_eval_memory)
+
+    g = sub.add_parser("graphs", help="print each prebuilt graph as a Mermaid drawing")
+    g.set_defaults(func=cmd_graphs)
 
     i = sub.add_parser("info", help="describe the embedded default model")
     i.set_defaults(func=cmd_info)

@@ -42,3 +42,15 @@ def test_eval_recall_json_has_the_documented_keys():
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(report) >= REQUIRED
     assert report["n_docs"] == 12 and 0.0 <= report["adapter"] <= 1.0
+
+
+def test_eval_memory_json_and_graphs():
+    proc = _agenthn("eval", "memory", "--threads", "1", "--turns", "8", "--facts", "4", "--seed", "7", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(report["recall"]) == {"weight_memory", "full_context", "window", "no_memory"}
+    # compaction keeps the prompt far below the whole thread's
+    assert report["prompt_tokens_max"]["weight_memory"] < report["prompt_tokens_median"]["full_context"]
+    drawings = _agenthn("graphs")
+    assert drawings.returncode == 0, drawings.stderr
+    assert drawings.stdout.count("```mermaid") == 4 and "compact --> recall_memory" in drawings.stdout
