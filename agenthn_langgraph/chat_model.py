@@ -104,6 +104,20 @@ def _text_of(content: str | list[Any]) -> str:
     return " ".join(p for p in parts if p)
 
 
+def _ref_key(ref: object, namespace: object) -> object:
+    if isinstance(ref, str):
+        return (ref, _ns_key(namespace))
+    if isinstance(ref, Mapping):
+        return (ref.get("id"), _ns_key(ref.get("namespace")))
+    return id(ref)
+
+
+def _ns_key(namespace: object) -> object:
+    if namespace is None or isinstance(namespace, str):
+        return (namespace,) if isinstance(namespace, str) else None
+    return tuple(namespace) if isinstance(namespace, (list, tuple)) else namespace
+
+
 def to_chat_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     """LangChain messages -> the role/content dicts a Hugging Face chat template expects."""
     out: list[dict[str, Any]] = []
@@ -294,7 +308,14 @@ class LocalHypernetChatModel(BaseChatModel):
         store = store or configurable.get("adapter_store") or self.adapter_store
         chosen: list[AdapterRef] = [*(refs or ()), *self.adapters, *self.adapter_ids]
         out: list[LoraAdapter] = []
+        seen: set[object] = set()
         for ref in chosen:
+            # the same adapter named twice (say, by the run config and by configurable_fields,
+            # which copies that config into the instance) is applied once
+            key = _ref_key(ref, namespace)
+            if key in seen:
+                continue
+            seen.add(key)
             if isinstance(ref, LoraAdapter):
                 out.append(ref)
             elif isinstance(ref, (str, Mapping)):
@@ -333,6 +354,8 @@ class LocalHypernetChatModel(BaseChatModel):
             raise TypeError(f"unexpected generation options: {sorted(unknown)}")
         refs = kwargs.get("adapters")
         if refs is None and kwargs.get("adapter_ids") is not None:
+            if isinstance(kwargs["adapter_ids"], str):
+                raise TypeError("adapter_ids must be a list of ids, not a single string")
             refs = list(kwargs["adapter_ids"])
         return {
             "adapters": self.resolve_adapters(

@@ -399,6 +399,7 @@ class WeightMemoryModel:
         generated: list[int] = []
         emitted = ""
         finish: Literal["stop", "length"] = "length"
+        stopped = False
         for _ in range(max_new_tokens):
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"generation exceeded timeout={timeout}s")
@@ -412,25 +413,30 @@ class WeightMemoryModel:
                 break
             generated.append(token)
             ids = torch.tensor([[token]], dtype=torch.long, device=self.device)
-            with self._tok_lock:
-                text = self.tokenizer.decode(generated, skip_special_tokens=True).lstrip()
+            text = self._decoded(generated)
             hit = min((text.index(s) for s in stops if s in text), default=None)
             if hit is not None:
-                text, finish = text[:hit], "stop"
-            else:  # hold back a tail that could still grow into a stop string
+                text, finish, stopped = text[:hit], "stop", True
+            else:
+                # hold back a tail that could still grow into a stop string, and a partly decoded
+                # character (byte-level BPE decodes half a UTF-8 sequence as U+FFFD)
                 hold = max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
                 text = text[: len(text) - hold]
+                text = text.rstrip("\ufffd")
             if len(text) > len(emitted) and text.startswith(emitted):
                 yield StreamEvent(text[len(emitted) :])
                 emitted = text
-            if hit is not None:
+            if stopped:
                 break
-        else:
-            with self._tok_lock:
-                text = self.tokenizer.decode(generated, skip_special_tokens=True).lstrip()
-            if len(text) > len(emitted) and text.startswith(emitted):  # release any held-back tail
+        if not stopped and generated:  # EOS or length: release whatever was held back
+            text = self._decoded(generated)
+            if len(text) > len(emitted) and text.startswith(emitted):
                 yield StreamEvent(text[len(emitted) :])
         yield StreamEvent("", finish_reason=finish, input_tokens=len(prompt_ids), output_tokens=len(generated))
+
+    def _decoded(self, ids: list[int]) -> str:
+        with self._tok_lock:
+            return self.tokenizer.decode(ids, skip_special_tokens=True).lstrip()
 
     @torch.no_grad()
     def next_token_logits(
@@ -472,7 +478,8 @@ def _pick_token(logits: torch.Tensor, temperature: float, top_p: float, generato
     probs = torch.softmax(logits / temperature, dim=-1).cpu()
     if top_p < 1.0:
         sorted_p, order = probs.sort(descending=True)
-        keep = sorted_p.cumsum(0) - sorted_p < top_p  # always keeps the most likely token
+        keep = sorted_p.cumsum(0) - sorted_p < top_p
+        keep[0] = True  # the most likely token always stays (also for top_p <= 0)
         probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
     return int(torch.multinomial(probs, 1, generator=generator))
 

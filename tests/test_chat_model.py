@@ -176,3 +176,27 @@ def test_bound_tools_reach_a_tool_aware_chat_template(llm):
         [HumanMessage("hi")]
     )
     assert isinstance(bound.invoke("hi"), AIMessage)
+
+
+def test_held_back_stop_prefix_is_released_at_end_of_turn(llm):
+    # "." could start the stop string ". x"; the turn ends right after it and it must still come out
+    msg = llm.invoke("hello , how are you ?", max_tokens=10, stop=[". x"])
+    assert msg.content == "i am fine , thanks ."
+    assert "".join(c.content for c in llm.stream("hello , how are you ?", max_tokens=10, stop=[". x"])) == msg.content
+
+
+def test_degenerate_sampling_options_and_single_string_ids(llm):
+    assert llm.invoke("hello , how are you ?", temperature=0.7, top_p=0.0, max_tokens=3).content
+    with pytest.raises(TypeError):
+        llm.invoke("hi", adapter_ids="abc")
+
+
+def test_an_adapter_named_twice_is_applied_once(llm, memory, tmp_path):
+    from agenthn_langgraph.store import AdapterStore
+
+    store = AdapterStore.for_model(llm.engine, tmp_path)
+    store.put(memory, namespace="ann", text=MEMORY, adapter_id="m1")
+    configurable = LocalHypernetChatModel(max_tokens=2, adapter_store=store).configurable_adapters()
+    cfg = {"configurable": {"adapter_ids": ["m1"], "namespace": "ann"}}
+    inner = RunnableLambda(lambda q: configurable.invoke(q))  # the run config reaches the model twice
+    assert inner.invoke("what pet do i have ?", config=cfg).response_metadata["adapters_applied"] == 1

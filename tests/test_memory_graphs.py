@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -291,3 +292,41 @@ def test_create_agent_middleware_adds_weight_memory(llm, store):
     out = agent.invoke({"messages": [("user", "what pet do i have ?")]}, cfg)
     assert out["compacted_turns"] == 1 and len(out["messages"]) == 2
     assert first_word(out["messages"][-1].content) == "frog"
+
+
+# ------------------------------------------------------------------------------ review regressions
+def test_blank_message_and_huge_turn_do_not_break_a_thread(llm, store):
+    agent = create_memory_agent(llm, store, max_turns=1, keep_turns=1, checkpointer=InMemorySaver())
+    cfg = {"configurable": {"thread_id": "huge"}}
+    agent.invoke({"messages": [("user", "   ")]}, cfg)  # nothing to search for: no error
+    agent.invoke({"messages": [("user", "my pet is a frog . " * 1450)]}, cfg)  # ~8.7k tokens: > 32 chunks
+    out = agent.invoke({"messages": [("user", "hello !")]}, cfg)
+    out = agent.invoke({"messages": [("user", "hi !")]}, cfg)
+    records = store.list(namespace=("memories", "huge"), kind="segment")
+    assert any(r.extra.get("truncated") for r in records)
+    assert out["compacted_turns"] == 3 and len(out["messages"]) == 2
+
+
+def test_two_threads_of_one_user_do_not_overwrite_each_others_profile(llm, store):
+    agent = create_personalized_agent(llm, store, internalize_every=1, checkpointer=InMemorySaver())
+    ann = AgentContext(user_id="ann")
+    a, b = {"configurable": {"thread_id": "a"}}, {"configurable": {"thread_id": "b"}}
+    agent.invoke({"messages": [("user", "hello !")]}, a, context=ann)
+    agent.invoke({"messages": [("user", "my pet is a frog .")]}, b, context=ann)
+    out = agent.invoke({"messages": [("user", "i live in lima .")]}, a, context=ann)
+    assert set(out["profile"]) == {"pet", "city"}
+    assert set(json.loads(store.get_record("profile", namespace=("profiles", "ann")).extra["facts"])) == {"pet", "city"}
+
+
+def test_self_improvement_reruns_on_a_thread_start_fresh(llm, store):
+    docs = Corpus(seed=31).group(1, 3, genre="product")
+    rng = random.Random(1)
+    qs = [{"question": f.question(rng), "answer": f.value} for f in docs[0].facts]
+    graph = create_self_improvement_graph(llm, store, max_rounds=1, checkpointer=InMemorySaver())
+    cfg = {"configurable": {"thread_id": "again"}}
+    first = graph.invoke({"study_material": docs[0].text, "questions": qs}, cfg)
+    second = graph.invoke({"study_material": docs[0].text, "questions": qs[:1]}, cfg)
+    assert len(second["scores"]) <= 2 and second["round"] <= 1
+    if first["best_adapter"] and second["best_adapter"]:
+        assert first["best_adapter"]["id"] != second["best_adapter"]["id"]
+        assert store.exists(first["best_adapter"]["id"], namespace=("notes", "again"))

@@ -22,6 +22,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, RemoveMessage, Sy
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 
 from ..chat_model import LocalHypernetChatModel, to_chat_dicts
+from ..errors import AdapterNormError, TextTooLongError
 from .state import NamespaceTemplate, latest_human_text, messages_of, ref, run_context
 
 DEFAULT_SEGMENT_NAMESPACE = ("memories", "{thread_id}")
@@ -104,25 +105,54 @@ class CompactNode(RunnableLambda):
             return {}
         namespace = self.namespace.format(config, run_context())
         old = turns[: len(turns) - self.keep_turns]
+        evicted = [m for turn in old for m in turn]
+        if any(m.id is None for m in evicted):  # checked before anything is written
+            raise ValueError("messages to evict have no id; build state through add_messages")
         first_turn = int(state.get("compacted_turns") or 0)
         segment_ids: list[str] = []
         for start in range(0, len(old), self.max_segment_turns):
             group = old[start : start + self.max_segment_turns]
-            segment = [m for turn in group for m in turn]
-            text = render_segment(self.model, segment)
-            turn_range = (first_turn + start, first_turn + start + len(group) - 1)
-            adapter = self.model.internalize(text, kind="segment", extra={"turn_start": turn_range[0]})
-            record = self.store.put(adapter, namespace=namespace, text=text, kind="segment", turn_range=turn_range)
-            segment_ids.append(record.id)
-        evicted = [m for turn in old for m in turn]
-        missing = [m for m in evicted if m.id is None]
-        if missing:  # add_messages gives every message an id; a hand-built state may not
-            raise ValueError("messages to evict have no id; build state through add_messages")
+            segment_ids += self._store_segments(group, first_turn + start, namespace)
         return {
             "messages": [RemoveMessage(id=m.id) for m in evicted],
             "memory_segments": segment_ids,
             "compacted_turns": len(old),
         }
+
+    def _store_segments(self, group: list[list[BaseMessage]], first_turn: int, namespace: tuple[str, ...]) -> list[str]:
+        """One segment adapter for ``group``. A group the hypernetwork cannot take whole (too many
+        chunks, or so many that their summed delta is refused as too large) is split by turn; a
+        single such turn keeps the longest head that works (``extra.truncated``). One huge message
+        can therefore never make a thread un-compactable."""
+        text = render_segment(self.model, [m for turn in group for m in turn])
+        turn_range = (first_turn, first_turn + len(group) - 1)
+        extra: dict[str, Any] = {}
+        try:
+            adapter = self.model.internalize(text, kind="segment", extra={"turn_start": turn_range[0]})
+        except (TextTooLongError, AdapterNormError):
+            if len(group) > 1:
+                return [
+                    i for k, turn in enumerate(group) for i in self._store_segments([turn], first_turn + k, namespace)
+                ]
+            adapter, text = self._internalize_head(text, turn_range[0])
+            extra = {"truncated": True}
+        record = self.store.put(
+            adapter, namespace=namespace, text=text, kind="segment", turn_range=turn_range, extra=extra or None
+        )
+        return [record.id]
+
+    def _internalize_head(self, text: str, turn_start: int) -> tuple[Any, str]:
+        engine = self.model.engine
+        ids = engine.encode(text)
+        budget = min(len(ids), engine.max_chunks * (engine.hypernet.config.window // 2))
+        while True:
+            head = engine.tokenizer.decode(ids[:budget])
+            try:
+                return self.model.internalize(head, kind="segment", extra={"turn_start": turn_start}), head
+            except (TextTooLongError, AdapterNormError):
+                if budget <= engine.hypernet.config.window // 2:
+                    raise
+                budget //= 2
 
     async def _acompact(self, state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         return await asyncio.to_thread(self._compact, state, config)

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
@@ -145,6 +146,16 @@ def render_profile(model: LocalHypernetChatModel, facts: Mapping[str, str]) -> s
     return render_segment(model, turns)
 
 
+_LOCKS: dict[tuple[str, ...], threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _namespace_lock(namespace: tuple[str, ...]) -> threading.Lock:
+    """One lock per user namespace in this process (read-modify-write of the profile adapter)."""
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(tuple(namespace), threading.Lock())
+
+
 class ProfileUpdateNode(RunnableLambda):
     """Edit the user's profile document after each user turn; internalize it every N edits.
 
@@ -161,7 +172,11 @@ class ProfileUpdateNode(RunnableLambda):
         ``profile_updates=False`` switches editing off (the stored adapter is still applied);
         ``internalize_profile=True`` internalizes now.
 
-    Writes ``profile`` (the document), ``profile_pending_edits`` and ``active_adapters["profile"]``.
+    Writes ``profile`` (the document), ``profile_pending`` (this thread's edits not yet
+    internalized) with its count ``profile_pending_edits``, and ``active_adapters["profile"]``.
+    Internalizing re-reads the stored profile under a per-user lock and applies the pending edits
+    to it, so two threads of one user never overwrite each other's facts (within one process;
+    across processes, serve one user from one worker).
     """
 
     def __init__(
@@ -212,19 +227,26 @@ class ProfileUpdateNode(RunnableLambda):
         messages = messages_of(state)
         configurable = config.get("configurable", {}) or {}
         namespace = self.namespace.format(config, run_context())
-        facts = state.get("profile")
-        if facts is None:  # a new session: start from what earlier sessions internalized
-            facts = self.stored_facts(namespace) or {}
-        pending = int(state.get("profile_pending_edits") or 0)
+        # The document is the user's stored profile (shared by all their threads) plus this
+        # thread's edits not yet internalized; the thread keeps edits, never a stale full copy.
+        pending = [ProfileEdit.model_validate(e) for e in state.get("profile_pending") or []]
+        facts, _ = apply_edits(self.stored_facts(namespace) or {}, pending)
         if configurable.get("profile_updates", True) and messages and isinstance(messages[-1], HumanMessage):
             facts, applied = apply_edits(facts, self.extractor(messages, facts))
-            pending += len(applied)
-        due = self.internalize_every and pending >= self.internalize_every
+            pending += applied
+        due = self.internalize_every and len(pending) >= self.internalize_every
         if pending and (due or configurable.get("internalize_profile")):
-            self.internalize(facts, namespace)
-            pending = 0
+            with _namespace_lock(namespace):  # re-read: another thread may have written meanwhile
+                facts, _ = apply_edits(self.stored_facts(namespace) or {}, pending)
+                self.internalize(facts, namespace)
+            pending = []
         active = [ref(PROFILE_ID, namespace)] if self.store.exists(PROFILE_ID, namespace=namespace) else []
-        return {"profile": facts, "profile_pending_edits": pending, "active_adapters": {"profile": active}}
+        return {
+            "profile": facts,
+            "profile_pending": [e.model_dump() for e in pending],
+            "profile_pending_edits": len(pending),
+            "active_adapters": {"profile": active},
+        }
 
     async def _aupdate(self, state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         return await asyncio.to_thread(self._update, state, config)

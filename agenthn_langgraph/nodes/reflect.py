@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, NotRequired, Protocol, TypedDict
+from typing import Any, NotRequired, Protocol, TypedDict
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig, RunnableLambda
@@ -52,12 +53,30 @@ class SelfImproveState(TypedDict):
     """The agent's notes: passages, one adapter chunk per entry."""
     round: NotRequired[int]
     attempts: NotRequired[list[Attempt]]
-    scores: NotRequired[Annotated[list[float], lambda a, b: (a or []) + (b or [])]]
+    scores: NotRequired[list[float]]
+    """Score of each round's attempts, round 0 (no notes) first."""
     best_score: NotRequired[float]
-    best_notes: NotRequired[list[str]]
+    best_notes: NotRequired[list[str] | None]
     best_adapter: NotRequired[AdapterRef | None]
     candidate_adapter: NotRequired[AdapterRef | None]
     stop_reason: NotRequired[str]
+    run_id: NotRequired[str]
+
+
+def start_run(state: dict[str, Any]) -> dict[str, Any]:
+    """Reset the loop: a new input on a thread starts a new run, not round N+1 of the last one."""
+    return {
+        "run_id": uuid.uuid4().hex[:8],
+        "round": 0,
+        "notes": [],
+        "attempts": [],
+        "scores": [],
+        "best_score": -1.0,
+        "best_notes": None,
+        "best_adapter": None,
+        "candidate_adapter": None,
+        "stop_reason": "",
+    }
 
 
 Grader = Callable[[str, str, str], bool]
@@ -207,7 +226,7 @@ class GradeNode(RunnableLambda):
             for a in state.get("attempts") or []
         ]
         score = sum(a["correct"] for a in attempts) / max(len(attempts), 1)
-        update: dict[str, Any] = {"attempts": attempts, "scores": [score]}
+        update: dict[str, Any] = {"attempts": attempts, "scores": [*(state.get("scores") or []), score]}
         if score > state.get("best_score", -1.0):
             update |= {
                 "best_score": score,
@@ -252,7 +271,8 @@ class ReflectNode(RunnableLambda):
             return {"round": round_, "stop_reason": "reflection changed nothing"}
         namespace = self.namespace.format(config, run_context())
         adapter = internalize_notes(self.model, notes)
-        adapter_id = f"notes-round-{round_}"
+        # unique per run: a later run on the same thread never replaces an earlier run's best adapter
+        adapter_id = f"notes-{state.get('run_id') or uuid.uuid4().hex[:8]}-round-{round_}"
         self.store.put(adapter, namespace=namespace, text="\n".join(notes), kind="notes", adapter_id=adapter_id)
         return {"round": round_, "notes": notes, "candidate_adapter": ref(adapter_id, namespace)}
 

@@ -111,11 +111,12 @@ class SkillRecallNode(RunnableLambda):
             query = latest_human_text(messages_of(state))
             record = self.library.match(query, min_score=self.min_score) if query else None
         if record is None:
-            return {"active_adapters": {"skill": []}, "instructions": {}}
-        update: dict[str, Any] = {"active_adapters": {"skill": [ref(record.id, self.library.namespace)]}}
-        update["instructions"] = {"skill": self.nudge} if self.nudge else {}
-        update["skill"] = record.name
-        return update
+            return {"active_adapters": {"skill": []}, "instructions": {"skill": ""}, "skill": None}
+        return {
+            "active_adapters": {"skill": [ref(record.id, self.library.namespace)]},
+            "instructions": {"skill": self.nudge or ""},
+            "skill": record.name,
+        }
 
     async def _arecall(self, state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         return await asyncio.to_thread(self._recall, state, config)

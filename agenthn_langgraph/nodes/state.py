@@ -33,6 +33,11 @@ def merge_active_adapters(
     return {**(left or {}), **(right or {})}
 
 
+def merge_instructions(left: Mapping[str, str] | None, right: Mapping[str, str] | None) -> dict[str, str]:
+    """Per source, like ``active_adapters``: a node sets or clears ("") only its own instruction."""
+    return {k: v for k, v in {**(left or {}), **(right or {})}.items() if v}
+
+
 def add_ids(left: list[str] | None, right: list[str] | None) -> list[str]:
     """Append ids, skipping ones already present (re-running a node is harmless)."""
     out = list(left or [])
@@ -54,7 +59,7 @@ class WeightMemoryState(TypedDict):
     """Ids of the conversation segments compacted into adapters (oldest first)."""
     compacted_turns: NotRequired[Annotated[int, add_int]]
     """How many turns have been compacted and evicted so far."""
-    instructions: NotRequired[dict[str, str]]
+    instructions: NotRequired[Annotated[dict[str, str], merge_instructions]]
     """Extra system instructions for the next model call, by source (not kept in ``messages``)."""
 
 
@@ -84,7 +89,8 @@ def messages_of(state: Mapping[str, Any]) -> list[BaseMessage]:
 def latest_human_text(messages: Sequence[BaseMessage]) -> str | None:
     for m in reversed(messages):
         if isinstance(m, HumanMessage):
-            return m.text if isinstance(m.text, str) else str(m.content)
+            text = m.text if isinstance(m.text, str) else str(m.content)
+            return text if text.strip() else None
     return None
 
 
@@ -92,7 +98,8 @@ class NamespaceTemplate:
     """A namespace with ``{placeholders}`` filled per run, like langmem's.
 
     Values come from the LangGraph runtime context (``context=...`` / ``Runtime.context``) first,
-    then ``config["configurable"]``. ``{thread_id}`` is always available inside a graph run.
+    then ``config["configurable"]``. ``{thread_id}`` is there whenever the run has a thread
+    (a checkpointer, or ``langgraph dev``); a missing value is a ``NamespaceError`` naming it.
 
     >>> NamespaceTemplate(("users", "{user_id}")).format({"configurable": {"user_id": "ann"}})
     ('users', 'ann')

@@ -24,6 +24,7 @@ from ._common import AgentContext, resolve_model, resolve_store
 
 class PersonalizedState(WeightMemoryState):
     profile: NotRequired[dict[str, str]]
+    profile_pending: NotRequired[list[dict[str, Any]]]
     profile_pending_edits: NotRequired[int]
 
 

@@ -19,6 +19,7 @@ from ..nodes.reflect import (
     Reflector,
     SelfImproveState,
     exact_match_grader,
+    start_run,
 )
 from ._common import AgentContext, resolve_model, resolve_store
 
@@ -42,7 +43,9 @@ def create_self_improvement_graph(
     ``best_adapter`` / ``best_notes`` / ``best_score`` are the best seen, so stopping never loses a
     better earlier round.
 
-    Input: ``{"study_material": str, "questions": [{"question": ..., "answer": ...}, ...]}``.
+    Input: ``{"study_material": str, "questions": [{"question": ..., "answer": ...}, ...]}``. Each
+    input starts a new run (the ``start`` node resets the loop's keys), also on a thread that ran
+    before; notes adapters get run-unique ids, so an earlier run's ``best_adapter`` stays valid.
     """
     if max_rounds < 1:
         raise ValueError("max_rounds must be >= 1")
@@ -66,7 +69,9 @@ def create_self_improvement_graph(
     graph.add_node(AttemptNode(model, store))
     graph.add_node(GradeNode(grader))
     graph.add_node(ReflectNode(model, store, reflector=reflector, namespace=namespace))
-    graph.add_edge(START, "attempt")
+    graph.add_node("start", start_run)
+    graph.add_edge(START, "start")
+    graph.add_edge("start", "attempt")
     graph.add_edge("attempt", "grade")
     graph.add_conditional_edges("grade", next_step, ["reflect", END])
     graph.add_conditional_edges("reflect", after_reflect, ["attempt", END])
