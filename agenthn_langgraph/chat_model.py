@@ -75,6 +75,8 @@ def _shared_engine(base_path: str | None, hypernet_path: str | None, device: str
     key = (base_path or DEFAULT_MODEL_NAME, hypernet_path, device)
     with _ENGINES_LOCK:
         if key not in _ENGINES:
+            if base_path is not None and base_path.startswith("engine:"):
+                raise ValueError(f"{base_path} names an engine registered by from_engine in another process")
             if base_path is None:
                 from .tiny_default import load_default
 
@@ -231,7 +233,12 @@ class LocalHypernetChatModel(BaseChatModel):
     @classmethod
     def from_engine(cls, engine: WeightMemoryModel, **kwargs: Any) -> LocalHypernetChatModel:
         """Wrap an already loaded :class:`~agenthn_langgraph.engine.WeightMemoryModel`."""
-        model = cls(model_name=kwargs.pop("model_name", engine.name), **kwargs)
+        # registered under a key kept in a public field, so copies LangChain makes of this model
+        # (configurable_fields, with_config) find the same engine instead of loading the default
+        key = f"engine:{engine.name}@{id(engine):x}"
+        with _ENGINES_LOCK:
+            _ENGINES[(key, None, None)] = engine
+        model = cls(model_name=kwargs.pop("model_name", engine.name), model_path=key, **kwargs)
         model._engine = engine
         return model
 

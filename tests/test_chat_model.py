@@ -200,3 +200,14 @@ def test_an_adapter_named_twice_is_applied_once(llm, memory, tmp_path):
     cfg = {"configurable": {"adapter_ids": ["m1"], "namespace": "ann"}}
     inner = RunnableLambda(lambda q: configurable.invoke(q))  # the run config reaches the model twice
     assert inner.invoke("what pet do i have ?", config=cfg).response_metadata["adapters_applied"] == 1
+
+
+def test_from_engine_survives_configurable_copies(llm):
+    from agenthn_langgraph.engine import WeightMemoryModel
+
+    engine = WeightMemoryModel(llm.engine.base, llm.engine.tokenizer, llm.engine.hypernet, name="mine")
+    wrapped = LocalHypernetChatModel.from_engine(engine, max_tokens=2).configurable_adapters()
+    copy = wrapped.with_config(configurable={"adapter_ids": []})
+    assert copy.invoke("hi").response_metadata["model_name"] == "mine"
+    bound_model, _ = wrapped._prepare({"configurable": {"adapter_ids": []}})
+    assert bound_model.engine is engine
