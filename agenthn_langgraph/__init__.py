@@ -41,6 +41,7 @@ _LAZY = {
     "StoreMismatchError": "agenthn_langgraph.errors",
     "EmptyConversationError": "agenthn_langgraph.errors",
     "MessageTypeError": "agenthn_langgraph.errors",
+    "PromptTooLongError": "agenthn_langgraph.errors",
     "LocalHypernetChatModel": "agenthn_langgraph.chat_model",
     "AdapterStore": "agenthn_langgraph.store",
     "AdapterRecord": "agenthn_langgraph.store",
@@ -84,6 +85,7 @@ __all__ = [
     "MessageTypeError",
     "NamespaceError",
     "ProfileUpdateNode",
+    "PromptTooLongError",
     "ReflectNode",
     "SkillLibrary",
     "SkillRecallNode",
@@ -114,6 +116,7 @@ if TYPE_CHECKING:
         EmptyTextError,
         MessageTypeError,
         NamespaceError,
+        PromptTooLongError,
         StoreMismatchError,
         TextTooLongError,
     )

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from .errors import CheckpointError, EmptyTextError, TextTooLongError
+from .errors import CheckpointError, EmptyTextError, PromptTooLongError, TextTooLongError
 from .hypernet.model import Hypernetwork, token_unembeddings
 from .lora.adapter import AdapterKind, AdapterMetadata, LoraAdapter, text_sha256
 from .lora.inject import InjectionPlan, LoraInjector
@@ -389,6 +389,12 @@ class WeightMemoryModel:
         if adapter_tokens == "default":
             adapter_tokens = self.default_adapter_tokens
         prompt_ids = self._encode(self.render(prompt_or_messages, tools=tools))
+        window = getattr(self.base.config, "max_position_embeddings", None)
+        if window and len(prompt_ids) >= window:
+            raise PromptTooLongError(
+                f"prompt of {len(prompt_ids)} tokens does not fit the model's {window}-token context; "
+                "compact the conversation (CompactNode) or trim it"
+            )
         eos = self.tokenizer.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         generator = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None

@@ -49,3 +49,7 @@ class EmptyConversationError(AgenthnError, ValueError):
 
 class MessageTypeError(AgenthnError, TypeError):
     """A message of an unexpected type (not a LangChain message or a role/content mapping)."""
+
+
+class PromptTooLongError(TextTooLongError):
+    """A prompt is longer than the base model's context window; compact or trim the conversation."""

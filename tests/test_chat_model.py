@@ -10,7 +10,12 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.runnables import RunnableLambda
 
 from agenthn_langgraph.chat_model import LocalHypernetChatModel, parse_tool_calls, to_chat_dicts
-from agenthn_langgraph.errors import AdapterMismatchError, EmptyConversationError, MessageTypeError
+from agenthn_langgraph.errors import (
+    AdapterMismatchError,
+    EmptyConversationError,
+    MessageTypeError,
+    PromptTooLongError,
+)
 
 MEMORY = "<user> my pet is a frog . <assistant> nice ! <end> <user> i live in lima . <assistant> ok . <end>"
 
@@ -121,6 +126,8 @@ def test_sampling_is_reproducible_with_a_seed(llm):
 def test_bad_input_is_typed(llm, memory):
     with pytest.raises(EmptyConversationError):
         llm.invoke([])
+    with pytest.raises(PromptTooLongError):  # past the tiny base's 512 positions
+        llm.invoke("frog " * 600)
     with pytest.raises(MessageTypeError):
         llm.invoke([HumanMessage(content=[{"type": "image", "url": "http://x/y.png"}])])
     with pytest.raises(TypeError):

@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage, Syst
 from langgraph.checkpoint.memory import InMemorySaver
 
 from agenthn_langgraph.chat_model import LocalHypernetChatModel
-from agenthn_langgraph.errors import EmptyConversationError, MessageTypeError, NamespaceError
+from agenthn_langgraph.errors import EmptyConversationError, MessageTypeError, NamespaceError, PromptTooLongError
 from agenthn_langgraph.nodes import (
     CompactNode,
     PassageReflector,
@@ -299,7 +299,9 @@ def test_blank_message_and_huge_turn_do_not_break_a_thread(llm, store):
     agent = create_memory_agent(llm, store, max_turns=1, keep_turns=1, checkpointer=InMemorySaver())
     cfg = {"configurable": {"thread_id": "huge"}}
     agent.invoke({"messages": [("user", "   ")]}, cfg)  # nothing to search for: no error
-    agent.invoke({"messages": [("user", "my pet is a frog . " * 1450)]}, cfg)  # ~8.7k tokens: > 32 chunks
+    huge = "my pet is a frog . " * 1450  # ~8.7k tokens: > 32 chunks, and far past the 512-token context
+    with pytest.raises(PromptTooLongError):  # the model cannot read it; the message stays in the thread
+        agent.invoke({"messages": [("user", huge)]}, cfg)
     out = agent.invoke({"messages": [("user", "hello !")]}, cfg)
     out = agent.invoke({"messages": [("user", "hi !")]}, cfg)
     records = store.list(namespace=("memories", "huge"), kind="segment")
