@@ -25,10 +25,11 @@ from .reflect import (
     SelfImproveState,
     exact_match_grader,
 )
-from .skill import SkillLibrary, SkillNotFoundError, SkillRecallNode
+from .skill import DEFAULT_NUDGE, SkillLibrary, SkillNotFoundError, SkillRecallNode
 from .state import AdapterRef, NamespaceTemplate, WeightMemoryState
 
 __all__ = [
+    "DEFAULT_NUDGE",
     "AdapterRef",
     "AttemptNode",
     "CallModelNode",

@@ -230,17 +230,20 @@ class ProfileUpdateNode(RunnableLambda):
         # The document is the user's stored profile (shared by all their threads) plus this
         # thread's edits not yet internalized; the thread keeps edits, never a stale full copy.
         pending = [ProfileEdit.model_validate(e) for e in state.get("profile_pending") or []]
-        facts, _ = apply_edits(self.stored_facts(namespace) or {}, pending)
+        stored = self.stored_facts(namespace)
+        facts, _ = apply_edits(stored or {}, pending)
         if configurable.get("profile_updates", True) and messages and isinstance(messages[-1], HumanMessage):
             facts, applied = apply_edits(facts, self.extractor(messages, facts))
             pending += applied
         due = self.internalize_every and len(pending) >= self.internalize_every
         if pending and (due or configurable.get("internalize_profile")):
             with _namespace_lock(namespace):  # re-read: another thread may have written meanwhile
-                facts, _ = apply_edits(self.stored_facts(namespace) or {}, pending)
+                stored = self.stored_facts(namespace)
+                facts, _ = apply_edits(stored or {}, pending)
                 self.internalize(facts, namespace)
+                stored = facts or None  # internalize() deletes the adapter when nothing is left
             pending = []
-        active = [ref(PROFILE_ID, namespace)] if self.store.exists(PROFILE_ID, namespace=namespace) else []
+        active = [ref(PROFILE_ID, namespace)] if stored is not None else []
         return {
             "profile": facts,
             "profile_pending": [e.model_dump() for e in pending],

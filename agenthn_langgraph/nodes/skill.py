@@ -88,8 +88,9 @@ class SkillRecallNode(RunnableLambda):
     Args:
         library: the :class:`SkillLibrary`.
         min_score: below this similarity no skill is applied.
-        nudge: an instruction added for that call when a skill is applied (``None``: none). Off by
-            default: the tiny model was not trained with instructions.
+        nudge: an instruction added for that call when a skill is applied, e.g.
+            ``DEFAULT_NUDGE`` ("first recall the facts ..."); ``None``: none. Off by default: the tiny
+            model was not trained with instructions.
     """
 
     def __init__(
