@@ -7,7 +7,7 @@ Example:
     >>> from agenthn_langgraph import load_default
     >>> model = load_default()
     >>> memory = model.internalize("<user> my pet is a frog . <assistant> nice ! <end>")
-    >>> model.generate("what pet do i have ?", adapters=[memory])
+    >>> model.generate("what pet do i have ?", adapters=[memory], adapter_tokens=None)  # adapter on every token
     'frog'
 
 Heavy imports (torch, transformers) happen on first use of a name, not at ``import``.
@@ -21,14 +21,22 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_default": "agenthn_langgraph.tiny_default",
+    "load_default": "agenthn_langgraph.models.registry",
+    "register_model": "agenthn_langgraph.models.registry",
+    "ModelSpec": "agenthn_langgraph.models.registry",
+    "ChatFormat": "agenthn_langgraph.hypernet.config",
+    "QAExample": "agenthn_langgraph.data.qa",
+    "QAPair": "agenthn_langgraph.data.qa",
+    "DatasetError": "agenthn_langgraph.errors",
+    "OutOfVocabularyError": "agenthn_langgraph.errors",
+    "ModelNotFoundError": "agenthn_langgraph.errors",
     "WeightMemoryModel": "agenthn_langgraph.engine",
     "LoraAdapter": "agenthn_langgraph.lora.adapter",
     "AdapterMetadata": "agenthn_langgraph.lora.adapter",
     "LoraInjector": "agenthn_langgraph.lora.inject",
     "export_peft": "agenthn_langgraph.lora.peft_export",
     "Hypernetwork": "agenthn_langgraph.hypernet.model",
-    "HypernetConfig": "agenthn_langgraph.hypernet.model",
+    "HypernetConfig": "agenthn_langgraph.hypernet.config",
     "AgenthnError": "agenthn_langgraph.errors",
     "AdapterFormatError": "agenthn_langgraph.errors",
     "AdapterNormError": "agenthn_langgraph.errors",
@@ -42,6 +50,14 @@ _LAZY = {
     "EmptyConversationError": "agenthn_langgraph.errors",
     "MessageTypeError": "agenthn_langgraph.errors",
     "PromptTooLongError": "agenthn_langgraph.errors",
+    "ArgumentTypeError": "agenthn_langgraph.errors",
+    "ChatModelConfigError": "agenthn_langgraph.errors",
+    "EngineClosedError": "agenthn_langgraph.errors",
+    "InvalidArgumentError": "agenthn_langgraph.errors",
+    "MessageFormatError": "agenthn_langgraph.errors",
+    "StorePathError": "agenthn_langgraph.errors",
+    "StoreArgumentError": "agenthn_langgraph.errors",
+    "PurgeIncompleteError": "agenthn_langgraph.errors",
     "LocalHypernetChatModel": "agenthn_langgraph.chat_model",
     "AdapterStore": "agenthn_langgraph.store",
     "AdapterRecord": "agenthn_langgraph.store",
@@ -62,6 +78,14 @@ _LAZY = {
 }
 
 __all__ = [
+    "ChatFormat",
+    "DatasetError",
+    "ModelNotFoundError",
+    "ModelSpec",
+    "OutOfVocabularyError",
+    "QAExample",
+    "QAPair",
+    "register_model",
     "AdapterFormatError",
     "AdapterMetadata",
     "AdapterMismatchError",
@@ -71,25 +95,33 @@ __all__ = [
     "AdapterStore",
     "AgentContext",
     "AgenthnError",
+    "ArgumentTypeError",
     "CallModelNode",
+    "ChatModelConfigError",
     "CheckpointError",
     "CompactNode",
     "EmptyConversationError",
     "EmptyTextError",
+    "EngineClosedError",
     "HypernetConfig",
+    "InvalidArgumentError",
     "Hypernetwork",
     "LocalHypernetChatModel",
     "LoraAdapter",
     "LoraInjector",
     "MemoryRecallNode",
+    "MessageFormatError",
     "MessageTypeError",
     "NamespaceError",
     "ProfileUpdateNode",
     "PromptTooLongError",
+    "PurgeIncompleteError",
     "ReflectNode",
     "SkillLibrary",
     "SkillRecallNode",
+    "StoreArgumentError",
     "StoreMismatchError",
+    "StorePathError",
     "TextTooLongError",
     "WeightMemoryMiddleware",
     "WeightMemoryModel",
@@ -104,6 +136,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .chat_model import LocalHypernetChatModel
+    from .data.qa import QAExample, QAPair
     from .engine import WeightMemoryModel
     from .errors import (
         AdapterFormatError,
@@ -111,19 +144,32 @@ if TYPE_CHECKING:
         AdapterNormError,
         AdapterNotFoundError,
         AgenthnError,
+        ArgumentTypeError,
+        ChatModelConfigError,
         CheckpointError,
+        DatasetError,
         EmptyConversationError,
         EmptyTextError,
+        EngineClosedError,
+        InvalidArgumentError,
+        MessageFormatError,
         MessageTypeError,
+        ModelNotFoundError,
         NamespaceError,
+        OutOfVocabularyError,
         PromptTooLongError,
+        PurgeIncompleteError,
+        StoreArgumentError,
         StoreMismatchError,
+        StorePathError,
         TextTooLongError,
     )
-    from .hypernet.model import HypernetConfig, Hypernetwork
+    from .hypernet.config import ChatFormat, HypernetConfig
+    from .hypernet.model import Hypernetwork
     from .lora.adapter import AdapterMetadata, LoraAdapter
     from .lora.inject import LoraInjector
     from .lora.peft_export import export_peft
+    from .models.registry import ModelSpec, load_default, register_model
     from .nodes import (
         CallModelNode,
         CompactNode,
@@ -143,7 +189,6 @@ if TYPE_CHECKING:
         create_skill_agent,
     )
     from .store import AdapterRecord, AdapterStore
-    from .tiny_default import load_default
 
 
 def __getattr__(name: str) -> Any:

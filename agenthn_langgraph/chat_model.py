@@ -7,8 +7,9 @@ share one model. Adapters reach a call in four ways, first match wins:
 
 1. call kwargs: ``model.invoke(msgs, adapters=[memory])`` or ``model.bind(adapters=[...])``;
 2. the run config: ``config={"configurable": {"adapter_ids": [...], "namespace": "alice"}}``
-   (read from the enclosing runnable's config, e.g. a LangGraph node's; for a direct ``invoke``
-   use :meth:`LocalHypernetChatModel.configurable_adapters`);
+   (``adapter_store`` too, unless the model has one), given to ``invoke`` / ``stream`` (and their
+   async and batch twins) directly or read from the enclosing runnable's config, e.g. a LangGraph
+   node's;
 3. the model's own fields ``adapters`` / ``adapter_ids``;
 4. none: the base model.
 
@@ -29,7 +30,8 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -47,13 +49,31 @@ from langchain_core.messages import (
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import ConfigurableField, Runnable, RunnableSerializable, ensure_config
+from langchain_core.prompt_values import PromptValue
+from langchain_core.runnables import (
+    ConfigurableField,
+    Runnable,
+    RunnableConfig,
+    RunnableSerializable,
+    ensure_config,
+)
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 
-from .errors import EmptyConversationError, MessageTypeError
+from ._cache import LRUCache
+from .errors import (
+    ArgumentTypeError,
+    ChatModelConfigError,
+    EmptyConversationError,
+    EngineClosedError,
+    InvalidArgumentError,
+    MessageFormatError,
+    MessageTypeError,
+    ModelNotFoundError,
+)
 from .lora.adapter import AdapterKind, LoraAdapter
+from .options import check_generation_options, check_int_option, check_real_option
 
 if TYPE_CHECKING:
     from .engine import WeightMemoryModel
@@ -66,26 +86,54 @@ DEFAULT_MODEL_NAME = "agenthn-tiny"
 # was trained to emit them.
 _TOOL_CALL_RE = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
 
-_ENGINES: dict[tuple[str, str | None, str | None], WeightMemoryModel] = {}
+# Engines loaded from a directory, by (base, hypernet, device): bounded, least recently used
+# evicted first (a chat model holding an evicted engine keeps it; the next new one reloads).
+# Registered models are cached by the registry (also bounded).
+_ENGINES: LRUCache[tuple[str, str | None, str | None], WeightMemoryModel] = LRUCache()
 _ENGINES_LOCK = threading.Lock()
+# Engines handed to from_engine, by a key unique to the engine (never id(), which a new object
+# reuses once the old one dies). Weak: the chat model that wraps an engine keeps it alive; the
+# registry only lets LangChain's copies of that chat model find it again.
+_FROM_ENGINE: weakref.WeakValueDictionary[str, WeightMemoryModel] = weakref.WeakValueDictionary()
+_FROM_ENGINE_PREFIX = "engine:"
 
 
-def _shared_engine(base_path: str | None, hypernet_path: str | None, device: str | None) -> WeightMemoryModel:
-    """One loaded model per (base, hypernet, device) per process: chat models are cheap views on it."""
-    key = (base_path or DEFAULT_MODEL_NAME, hypernet_path, device)
+def _shared_engine(
+    base_path: str | None, hypernet_path: str | None, device: str | None, model_name: str = DEFAULT_MODEL_NAME
+) -> WeightMemoryModel:
+    """One loaded model per (base, hypernet, device) per process: chat models are cheap views on it.
+
+    Without a ``base_path`` the model comes from the registry by ``model_name`` (``"tiny"``, or
+    any registered name); the default name means the embedded tiny model.
+    """
+    if base_path is not None and base_path.startswith(_FROM_ENGINE_PREFIX):
+        engine = _FROM_ENGINE.get(base_path)
+        if engine is None:
+            raise ModelNotFoundError(
+                f"{base_path} names an engine given to from_engine that no longer exists (garbage-collected, "
+                "or registered in another process); wrap a live engine again"
+            )
+        return engine
+    if base_path is None:
+        from .models.registry import load_default
+
+        return load_default("tiny" if model_name == DEFAULT_MODEL_NAME else model_name, device=device)
+    key = (base_path, hypernet_path, device)
     with _ENGINES_LOCK:
-        if key not in _ENGINES:
-            if base_path is not None and base_path.startswith("engine:"):
-                raise ValueError(f"{base_path} names an engine registered by from_engine in another process")
-            if base_path is None:
-                from .tiny_default import load_default
+        cached = _ENGINES.get(key)
+        if cached is None or cached.closed:
+            from .engine import WeightMemoryModel
 
-                _ENGINES[key] = load_default(device=device or "cpu")
-            else:
-                from .engine import WeightMemoryModel
+            cached = _ENGINES.put(key, WeightMemoryModel.from_pretrained(base_path, hypernet_path, device=device))
+        return cached
 
-                _ENGINES[key] = WeightMemoryModel.from_pretrained(base_path, hypernet_path, device=device)
-        return _ENGINES[key]
+
+def clear_engine_cache() -> None:
+    """Drop every cached engine reference (chat models that hold one keep it)."""
+    from .models import registry
+
+    _ENGINES.clear()
+    registry._engines.clear()
 
 
 def _text_of(content: str | list[Any]) -> str:
@@ -181,12 +229,14 @@ class LocalHypernetChatModel(BaseChatModel):
         9
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True, extra="forbid")
 
     model_name: str = Field(default=DEFAULT_MODEL_NAME, alias="model")
-    """Name reported to tracing; the embedded default is ``agenthn-tiny``."""
+    """A registered model (``"tiny"``, or any name in ``agenthn_langgraph.models.available_models()``),
+    loaded when ``model_path`` is not given; also the name reported to tracing. The default,
+    ``agenthn-tiny``, is the embedded tiny model."""
     model_path: str | None = None
-    """Local directory of a Hugging Face causal LM (+ tokenizer); ``None`` = the embedded default."""
+    """Local directory of a Hugging Face causal LM (+ tokenizer); ``None`` = the registered ``model``."""
     hypernet_path: str | None = None
     """Local directory of an agenthn hypernetwork checkpoint for ``model_path``."""
     device: str | None = None
@@ -200,6 +250,9 @@ class LocalHypernetChatModel(BaseChatModel):
     """Seconds one generation may take before ``TimeoutError``."""
     max_retries: int = 0
     """Accepted for interface compatibility; local generation has nothing to retry."""
+    api_key: SecretStr | None = None
+    """Accepted for interface compatibility (a LangChain standard parameter); a local model needs
+    no key and never reads it. Any other unknown field is refused (:class:`ChatModelConfigError`)."""
     streaming: bool = False
     adapter_tokens: int | None | Literal["default"] = "default"
     """Generated tokens the adapters act on (``None``: all). ``"default"``: what the checkpoint
@@ -217,6 +270,48 @@ class LocalHypernetChatModel(BaseChatModel):
     _engine: WeightMemoryModel | None = PrivateAttr(default=None)
 
     # ------------------------------------------------------------------ construction
+    def __init__(self, **kwargs: Any) -> None:
+        """Validate the fields; a bad one raises a typed error instead of pydantic's.
+
+        A value of the wrong type for a generation option raises :class:`ArgumentTypeError` (a
+        TypeError, nothing is coerced: ``max_tokens="7"`` is refused); any other invalid field
+        (out of range, unknown name, wrong type for a plain field) raises
+        :class:`ChatModelConfigError` (a ValueError, as pydantic's ValidationError was), with
+        pydantic's error as its cause.
+        """
+        try:
+            super().__init__(**kwargs)
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'model'}: {err['msg']}" for err in e.errors())
+            raise ChatModelConfigError(f"invalid LocalHypernetChatModel settings: {problems}") from e
+
+    @field_validator("max_tokens", mode="before")
+    @classmethod
+    def _check_max_tokens(cls, value: object) -> int:
+        return check_int_option("max_tokens", value)
+
+    @field_validator("temperature", mode="before")
+    @classmethod
+    def _check_temperature(cls, value: object) -> float:
+        return check_real_option("temperature", value)
+
+    @field_validator("top_p", mode="before")
+    @classmethod
+    def _check_top_p(cls, value: object) -> float:
+        return check_real_option("top_p", value, maximum=1.0)
+
+    @field_validator("seed", "timeout", "adapter_tokens", mode="before")
+    @classmethod
+    def _check_optional(cls, value: object, info: Any) -> object:
+        if value is not None:
+            check_generation_options(max_new_tokens=1, temperature=0.0, top_p=1.0, **{info.field_name: value})
+        return value
+
+    @field_validator("max_retries", mode="before")
+    @classmethod
+    def _check_max_retries(cls, value: object) -> int:
+        return check_int_option("max_retries", value, minimum=0)
+
     @classmethod
     def from_pretrained(
         cls,
@@ -232,12 +327,17 @@ class LocalHypernetChatModel(BaseChatModel):
 
     @classmethod
     def from_engine(cls, engine: WeightMemoryModel, **kwargs: Any) -> LocalHypernetChatModel:
-        """Wrap an already loaded :class:`~agenthn_langgraph.engine.WeightMemoryModel`."""
-        # registered under a key kept in a public field, so copies LangChain makes of this model
-        # (configurable_fields, with_config) find the same engine instead of loading the default
-        key = f"engine:{engine.name}@{id(engine):x}"
-        with _ENGINES_LOCK:
-            _ENGINES[(key, None, None)] = engine
+        """Wrap an already loaded :class:`~agenthn_langgraph.engine.WeightMemoryModel`.
+
+        The engine is registered (weakly) under a key unique to it and kept in the public
+        ``model_path`` field, so the copies LangChain makes of this model (``configurable_fields``,
+        ``with_config``) find the same engine instead of loading the default; once no chat model
+        holds the engine any more, it and its registration go away.
+        """
+        if engine.closed:
+            raise EngineClosedError(f"{engine.name}: cannot wrap a closed engine")
+        key = f"{_FROM_ENGINE_PREFIX}{engine.name}@{engine.uid}"
+        _FROM_ENGINE[key] = engine
         model = cls(model_name=kwargs.pop("model_name", engine.name), model_path=key, **kwargs)
         model._engine = engine
         return model
@@ -246,7 +346,7 @@ class LocalHypernetChatModel(BaseChatModel):
     def engine(self) -> WeightMemoryModel:
         """The loaded model (loaded on first use, shared across instances)."""
         if self._engine is None:
-            self._engine = _shared_engine(self.model_path, self.hypernet_path, self.device)
+            self._engine = _shared_engine(self.model_path, self.hypernet_path, self.device, self.model_name)
         return self._engine
 
     @property
@@ -272,6 +372,8 @@ class LocalHypernetChatModel(BaseChatModel):
         params["ls_temperature"] = kwargs.get("temperature", self.temperature)
         params["ls_max_tokens"] = kwargs.get("max_tokens", self.max_tokens)
         if stop or self.stop:
+            # checked here already: LangChain asks for these tracing params before _generate runs
+            check_generation_options(max_new_tokens=1, temperature=0.0, top_p=1.0, stop=stop or self.stop)
             params["ls_stop"] = list(stop or self.stop or [])
         return params
 
@@ -310,7 +412,7 @@ class LocalHypernetChatModel(BaseChatModel):
         if refs is None:
             refs = configurable.get("adapter_ids") or configurable.get("adapters")
         if isinstance(refs, (str, LoraAdapter)):
-            raise TypeError("adapters must be a list of LoraAdapter objects or adapter ids, not a single one")
+            raise ArgumentTypeError("adapters must be a list of LoraAdapter objects or adapter ids, not a single one")
         namespace = namespace or configurable.get("namespace") or self.namespace
         store = store or configurable.get("adapter_store") or self.adapter_store
         chosen: list[AdapterRef] = [*(refs or ()), *self.adapters, *self.adapter_ids]
@@ -328,18 +430,101 @@ class LocalHypernetChatModel(BaseChatModel):
             elif isinstance(ref, (str, Mapping)):
                 adapter_id, ns = (ref, namespace) if isinstance(ref, str) else (ref.get("id"), ref.get("namespace"))
                 if not isinstance(adapter_id, str):
-                    raise TypeError(f"an adapter ref needs a string 'id', got {ref!r}")
+                    raise ArgumentTypeError(f"an adapter ref needs a string 'id', got {ref!r}")
                 if store is None:
-                    raise ValueError(f"adapter id {adapter_id!r} given but no adapter_store to resolve it")
+                    raise InvalidArgumentError(f"adapter id {adapter_id!r} given but no adapter_store to resolve it")
                 if ns is None:
-                    raise ValueError(f"adapter id {adapter_id!r} given without a namespace")
+                    raise InvalidArgumentError(f"adapter id {adapter_id!r} given without a namespace")
                 ns = ns if isinstance(ns, str) else tuple(ns)
                 out.append(self.engine.check_adapter(store.get(adapter_id, namespace=ns)))
             else:
-                raise TypeError(f"an adapter must be a LoraAdapter or an adapter id, got {type(ref).__name__}")
+                raise ArgumentTypeError(f"an adapter must be a LoraAdapter or an adapter id, got {type(ref).__name__}")
         return out
 
     # ------------------------------------------------------------------ generation
+    @staticmethod
+    def _adapter_kwargs(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` plus the adapter settings of ``config["configurable"]`` that the call does not set.
+
+        LangChain's ``invoke`` hands ``config`` to callbacks only; without this, ``adapter_ids`` in
+        the config of a direct call would be ignored (the model only saw an enclosing runnable's).
+        Call kwargs win, then the config, then the model's fields (see :meth:`resolve_adapters`).
+        """
+        configurable = ensure_config(config).get("configurable") or {}
+        out = dict(kwargs)
+        if "adapters" not in out and "adapter_ids" not in out:
+            if configurable.get("adapter_ids"):
+                out["adapter_ids"] = configurable["adapter_ids"]
+            elif configurable.get("adapters"):
+                out["adapters"] = configurable["adapters"]
+        for key in ("namespace", "adapter_store"):
+            if out.get(key) is None and configurable.get(key) is not None:
+                out[key] = configurable[key]
+        return out
+
+    def invoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> BaseMessage:
+        return super().invoke(input, config, stop=stop, **self._adapter_kwargs(config, kwargs))
+
+    async def ainvoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> BaseMessage:
+        return await super().ainvoke(input, config, stop=stop, **self._adapter_kwargs(config, kwargs))
+
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        return super().stream(input, config, stop=stop, **self._adapter_kwargs(config, kwargs))
+
+    def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        return super().astream(input, config, stop=stop, **self._adapter_kwargs(config, kwargs))
+
+    def _convert_input(self, model_input: LanguageModelInput) -> PromptValue:
+        """LangChain's input conversion, with its errors typed: a value that is not a message
+        (``invoke(["hi", 5])``, ``invoke(None)``) raises :class:`MessageTypeError` (a TypeError),
+        a malformed one (an unknown role, a dict without ``content``) :class:`MessageFormatError`."""
+        if isinstance(model_input, (PromptValue, str)):
+            return super()._convert_input(model_input)
+        if not isinstance(model_input, Sequence):
+            raise MessageTypeError(
+                f"input must be a str, a PromptValue or a list of messages, got {type(model_input).__name__}"
+            )
+        for m in model_input:
+            if not isinstance(m, (BaseMessage, str, list, tuple, Mapping)):
+                raise MessageTypeError(
+                    f"a message must be a LangChain message, a str, a (role, content) pair or a dict, "
+                    f"got {type(m).__name__}: {m!r}"
+                )
+        try:
+            return super()._convert_input(model_input)
+        except NotImplementedError as e:
+            raise MessageTypeError(str(e).split("\n")[0]) from e
+        except (ValueError, TypeError) as e:
+            raise MessageFormatError(str(e).split("\n")[0]) from e
+
     def _decode_options(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
         unknown = set(kwargs) - {
             "adapters",
@@ -358,21 +543,22 @@ class LocalHypernetChatModel(BaseChatModel):
             "adapter_tokens",
         }
         if unknown:
-            raise TypeError(f"unexpected generation options: {sorted(unknown)}")
+            raise ArgumentTypeError(f"unexpected generation options: {sorted(unknown)}")
         refs = kwargs.get("adapters")
         if refs is None and kwargs.get("adapter_ids") is not None:
-            if isinstance(kwargs["adapter_ids"], str):
-                raise TypeError("adapter_ids must be a list of ids, not a single string")
+            if isinstance(kwargs["adapter_ids"], str) or not isinstance(kwargs["adapter_ids"], Sequence):
+                raise ArgumentTypeError("adapter_ids must be a list of ids, not a single string")
             refs = list(kwargs["adapter_ids"])
         return {
             "adapters": self.resolve_adapters(
                 refs, namespace=kwargs.get("namespace"), store=kwargs.get("adapter_store")
             ),
-            "max_new_tokens": int(kwargs.get("max_tokens", self.max_tokens)),
-            "temperature": float(kwargs.get("temperature", self.temperature)),
-            "top_p": float(kwargs.get("top_p", self.top_p)),
+            # passed as given: the engine checks them and coerces nothing ("7" is not 7)
+            "max_new_tokens": kwargs.get("max_tokens", self.max_tokens),
+            "temperature": kwargs.get("temperature", self.temperature),
+            "top_p": kwargs.get("top_p", self.top_p),
             "seed": kwargs.get("seed", self.seed),
-            "stop": list(stop if stop is not None else self.stop or []),
+            "stop": stop if stop is not None else self.stop,
             "tools": kwargs.get("tools"),
             "timeout": kwargs.get("timeout", self.timeout),
             "adapter_tokens": kwargs.get("adapter_tokens", self.adapter_tokens),

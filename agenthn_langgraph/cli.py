@@ -10,6 +10,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 # offline and quiet before transformers is imported anywhere
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,6 +31,15 @@ DEMO_QUESTIONS = [
     ("what is my job ?", "pilot"),
     ("what should i drink ?", "cocoa"),
 ]
+
+
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated options: before Python 3.12, ``agenthn train hypernet --base`` was refused as an
+    ambiguous abbreviation of ``train``'s own ``--base-steps`` / ``--base-seed`` / ``--base-lr``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
 
 def _hardware() -> dict[str, object]:
@@ -75,16 +85,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def demo_engine() -> None:
-    from .tiny_default import load_default
-    from .tiny_default.language import render_prompt
+    from .models.registry import load_default
 
-    model = load_default()
-
-    def n_tokens(text: str) -> int:
-        return len(model.tokenizer(text, add_special_tokens=False)["input_ids"])
-
+    model = load_default("tiny")
     print(f"model: {model}")
-    print(f"\ntext to remember ({n_tokens(DEMO_TEXT)} tokens):\n  {DEMO_TEXT}\n")
+    print(f"\ntext to remember ({len(model.encode(DEMO_TEXT))} tokens):\n  {DEMO_TEXT}\n")
     t0 = time.perf_counter()
     adapter = model.internalize(DEMO_TEXT, kind="segment")
     ms = (time.perf_counter() - t0) * 1000
@@ -97,57 +102,73 @@ def demo_engine() -> None:
     for q, expected in DEMO_QUESTIONS:
         with_adapter = model.generate(q, adapters=[adapter], max_new_tokens=4)
         without = model.generate(q, max_new_tokens=4)
-        ctx_logits = model.next_token_logits([render_prompt(q, DEMO_TEXT)], raw=True)
-        ctx_answer = model.tokenizer.convert_ids_to_tokens(int(ctx_logits.argmax(-1)))
+        in_context = model.generate_ids([model.prompts.teacher_ids(DEMO_TEXT, q)], max_new_tokens=4)[0]
         hits["adapter"] += with_adapter.split()[:1] == [expected]
         hits["none"] += without.split()[:1] == [expected]
-        hits["context"] += ctx_answer == expected
-        print(f"{q:<24} {expected:<9} {with_adapter:<23} {without:<11} {ctx_answer:<15}")
+        hits["context"] += in_context.split()[:1] == [expected]
+        print(f"{q:<24} {expected:<9} {with_adapter:<23} {without:<11} {in_context:<15}")
     q = DEMO_QUESTIONS[0][0]
     n = len(DEMO_QUESTIONS)
     print(
-        f"\nprompt tokens: {model.count_tokens(q)} with the adapter vs {n_tokens(render_prompt(q, DEMO_TEXT))} "
-        "with the text in context"
+        f"\nprompt tokens: {model.count_tokens(q)} with the adapter vs "
+        f"{len(model.prompts.teacher_ids(DEMO_TEXT, q))} with the text in context"
     )
     print(f"correct: adapter {hits['adapter']}/{n}, no memory {hits['none']}/{n}, in context {hits['context']}/{n}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """The tiny default: base LM (from scratch or ``--init-from``), then its hypernetwork, evaluated."""
     import torch
 
     from .engine import WeightMemoryModel
     from .evals.recall import evaluate_recall
+    from .hypernet.config import ChatFormat
     from .hypernet.train import HypernetTrainConfig, train_hypernet
-    from .tiny_default import CHECKPOINT_DIR
+    from .tiny_default import CHECKPOINT_DIR, tiny_language
     from .tiny_default.base import BaseTrainConfig, train_base
 
     torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(args.out)
     t0 = time.time()
-    base_cfg = BaseTrainConfig(steps=args.base_steps, seed=args.seed)
-    base_dir = train_base(base_cfg, out, device=device)
-    t_base = time.time() - t0
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = WeightMemoryModel(
-        AutoModelForCausalLM.from_pretrained(base_dir).to(device),
-        AutoTokenizer.from_pretrained(base_dir),
-        name="agenthn-tiny-default",
+    base_cfg = BaseTrainConfig(
+        steps=args.base_steps,
+        seed=args.seed if args.base_seed is None else args.base_seed,
+        lr=args.base_lr,
+        warmup=50 if args.init_from else 100,
+        curriculum_offset=0.35 if args.init_from else 0.0,  # a warm start skips the 1-2 fact stages
     )
-    hn_cfg = HypernetTrainConfig(steps=args.hypernet_steps, seed=args.seed)
+    base_dir = out / "base" if args.skip_base else train_base(base_cfg, out, device=device, init_from=args.init_from)
+    t_base = time.time() - t0
+    model = WeightMemoryModel.from_pretrained(base_dir, device=device, name="agenthn-tiny-default")
+    train, val = tiny_hypernet_data(args.train_texts, args.seed)
+    hn_cfg = HypernetTrainConfig(
+        steps=args.hypernet_steps,
+        seed=args.seed,
+        rank=2,  # the least rank: a text's gates decide how many pieces it keeps
+        window=512,
+        # retrieval composes texts of any genre: half the distractors from the target's own genre
+        # (shared attributes, the hard case), half from any; N = 8 drawn twice as often
+        same_genre=0.5,
+        distractors=(0, 1, 2, 4, 8, 8),
+        chat=ChatFormat(context="prefix"),
+        eval_every=50,
+        eval_batches=6,
+        checkpoint_every=50,
+    )
     t1 = time.time()
-    hn_dir = train_hypernet(model, hn_cfg, out)
+    hn_dir = train_hypernet(model, train, val, hn_cfg, out)
     t_hn = time.time() - t1
-    report = evaluate_recall(model, n_docs=args.eval_docs, progress=True)
+    engine = WeightMemoryModel.from_pretrained(base_dir, hn_dir, device=device, name="agenthn-tiny-default")
+    report = evaluate_recall(engine, tiny_language(engine), n_docs=args.eval_docs, progress=True)
     print(report.table())
     record = {
         "command": " ".join(sys.argv),
         "seed": args.seed,
         "device": device,
         "hardware": _hardware(),
-        "base": {"config": base_cfg.__dict__, "seconds_this_run": round(t_base, 1)},
-        "hypernet": {"config": hn_cfg.__dict__, "seconds_this_run": round(t_hn, 1)},
+        "base": {"config": base_cfg.__dict__, "init_from": args.init_from, "seconds_this_run": round(t_base, 1)},
+        "hypernet": {"config": hn_cfg.to_dict(), "seconds_this_run": round(t_hn, 1)},
         "recall": report.to_dict(),
     }
     (out / "training.json").write_text(json.dumps(record, indent=2))
@@ -161,21 +182,117 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def tiny_hypernet_data(n_train: int, seed: int) -> tuple[list, list]:
+    """The tiny default's hypernetwork data: half short texts (1-6 facts), half up to 16 facts."""
+    from .tiny_default.data import TinyLanguage
+
+    language, half = TinyLanguage(), n_train // 2
+    train = language.examples(half, seed=100 + seed + 1, n_facts=(1, 6))
+    train += language.examples(n_train - half, seed=100 + seed + 2, n_facts=(1, 16))
+    val = language.examples(128, seed=100 + seed + 3, n_facts=(1, 6))
+    val += language.examples(128, seed=100 + seed + 4, n_facts=(1, 16))
+    return train, val
+
+
+def cmd_train_hypernet(args: argparse.Namespace) -> int:
+    """A hypernetwork for any local Hugging Face causal LM, from a QA JSONL file."""
+    import torch
+
+    from .data.qa import read_jsonl, split_examples
+    from .engine import WeightMemoryModel
+    from .hypernet.config import ChatFormat
+    from .hypernet.train import HypernetTrainConfig, train_hypernet
+
+    torch.set_num_threads(args.threads)
+    examples = read_jsonl(args.data)
+    if args.val_data:
+        train, val = examples, read_jsonl(args.val_data)
+    else:
+        train, val = split_examples(examples, val_fraction=args.val_fraction)
+    if not val:
+        raise SystemExit("the validation split is empty: pass --val-data or a larger --val-fraction")
+    model = WeightMemoryModel.from_pretrained(args.base, device=args.device, targets=args.targets)
+    cfg = HypernetTrainConfig(
+        steps=args.steps,
+        seed=args.seed,
+        lr=args.lr,
+        warmup=min(args.warmup, max(args.steps // 10, 1)),
+        targets=args.batch_texts,
+        width=args.width,
+        mixer_layers=args.mixer_layers,
+        rank=args.rank,
+        window=args.window,
+        eval_every=args.eval_every,
+        checkpoint_every=args.eval_every,
+        chat=ChatFormat(context=args.context, system=args.system),
+    )
+    t0 = time.time()
+    best = train_hypernet(model, train, val, cfg, args.out, progress=not args.quiet)
+    record = {
+        "command": " ".join(sys.argv),
+        "base": str(args.base),
+        "data": str(args.data),
+        "n_train": len(train),
+        "n_val": len(val),
+        "seconds_this_run": round(time.time() - t0, 1),
+        "hardware": _hardware(),
+        "config": cfg.to_dict(),
+    }
+    (Path(args.out) / "training.json").write_text(json.dumps(record, indent=2, default=str))
+    print(f"best hypernetwork: {best}")
+    return 0
+
+
+def cmd_data_english(args: argparse.Namespace) -> int:
+    from .data.english import generate_english
+    from .data.qa import write_jsonl
+
+    lo, _, hi = args.facts.partition("-")
+    n_facts = (int(lo), int(hi or lo))
+    examples = generate_english(
+        args.n, args.seed, n_facts=n_facts, genres=args.genres, heldout_phrasing=args.heldout_phrasing
+    )
+    path = write_jsonl(examples, args.out)
+    print(f"wrote {len(examples)} examples ({sum(e.n_facts for e in examples)} facts) to {path}")
+    return 0
+
+
+def _engine_for(args: argparse.Namespace):  # noqa: ANN202 - the engine type is imported lazily
+    if args.base:
+        from .engine import WeightMemoryModel
+
+        if not args.hypernet:
+            raise SystemExit("--base needs --hypernet (a hypernetwork checkpoint directory)")
+        return WeightMemoryModel.from_pretrained(args.base, args.hypernet)
+    from .models.registry import load_default
+
+    return load_default(args.model)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from .evals.recall import evaluate_recall
 
     torch.set_num_threads(args.threads)
-    if args.base:
-        from .engine import WeightMemoryModel
+    model = _engine_for(args)
+    if args.data:
+        from .data.language import DatasetLanguage
+        from .data.qa import read_jsonl
 
-        model = WeightMemoryModel.from_pretrained(args.base, args.hypernet)
+        language = DatasetLanguage(read_jsonl(args.data), name=Path(args.data).name)
+        n_facts: int | tuple[int, int] = (1, 10_000)
+    elif args.language == "english":
+        from .data.english import EnglishLanguage
+
+        language, n_facts = EnglishLanguage(), args.facts
     else:
-        from .tiny_default import load_default
+        from .models.registry import language_of
 
-        model = load_default()
-    report = evaluate_recall(model, n_docs=args.n_docs, seed=args.seed, progress=not args.json)
+        language, n_facts = language_of(model), args.facts
+    report = evaluate_recall(
+        model, language, n_docs=args.n_docs, seed=args.seed, n_facts=n_facts, progress=not args.json
+    )
     if args.plot:
         report.plot(args.plot)
     if args.json:
@@ -193,8 +310,15 @@ def cmd_eval_memory(args: argparse.Namespace) -> int:
     from .evals.memory import evaluate_memory
 
     torch.set_num_threads(args.threads)
+    from .chat_model import LocalHypernetChatModel
+
     report = evaluate_memory(
-        threads=args.n_threads, turns=args.turns, n_facts=args.facts, seed=args.seed, progress=not args.json
+        LocalHypernetChatModel(model=args.model, max_tokens=4),
+        threads=args.n_threads,
+        turns=args.turns,
+        n_facts=args.facts,
+        seed=args.seed,
+        progress=not args.json,
     )
     if args.plot:
         report.plot(args.plot)
@@ -215,17 +339,18 @@ def cmd_graphs(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         for factory in (create_memory_agent, create_personalized_agent, create_skill_agent):
-            graph = factory(store=tmp)
+            graph = factory(adapter_store=tmp)
             print(f"### {graph.name}\n\n```mermaid\n{graph.get_graph().draw_mermaid()}```\n")
-        graph = create_self_improvement_graph(store=tmp)
+        graph = create_self_improvement_graph(adapter_store=tmp)
         print(f"### {graph.name}\n\n```mermaid\n{graph.get_graph().draw_mermaid()}```\n")
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .tiny_default import CHECKPOINT_DIR, load_default, training_record
+    from .models.registry import load_default
+    from .tiny_default import CHECKPOINT_DIR, training_record
 
-    model = load_default()
+    model = load_default("tiny")
     n_base = sum(p.numel() for p in model.base.parameters())
     n_hn = sum(p.numel() for p in model.hypernet.parameters()) if model.hypernet else 0
     size = sum(p.stat().st_size for p in CHECKPOINT_DIR.rglob("*") if p.is_file())
@@ -246,8 +371,36 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="agenthn", description=__doc__)
+    p = _Parser(prog="agenthn", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="the engine demo and every example (memory, profile, skills, self-improvement)")
@@ -255,30 +408,75 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--only", nargs="+", choices=["engine", *EXAMPLES], help="run just these parts")
     d.set_defaults(func=cmd_demo)
 
-    t = sub.add_parser("train", help="train the tiny base and meta-train its hypernetwork")
+    t = sub.add_parser("train", help="train the tiny default (base + hypernetwork); `train hypernet` for any model")
     t.add_argument("--out", default="runs/default")
-    t.add_argument("--base-steps", type=int, default=1100)
-    t.add_argument("--hypernet-steps", type=int, default=1400)
+    t.add_argument("--base-steps", type=int, default=1600)
+    t.add_argument("--hypernet-steps", type=int, default=1500)
+    t.add_argument("--train-texts", type=int, default=40_000, help="generated training texts for the hypernetwork")
+    t.add_argument("--init-from", default=None, help="warm-start the base from this earlier tiny base directory")
+    t.add_argument("--skip-base", action="store_true", help="reuse OUT/base instead of training the base")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--base-seed", type=int, default=None, help="the base's data seed (default: --seed)")
+    t.add_argument("--base-lr", type=float, default=2e-3)
     t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--eval-docs", type=int, default=200)
     t.add_argument("--install", action="store_true", help="copy the result into the package as the default")
     t.set_defaults(func=cmd_train)
+    tsub = t.add_subparsers(dest="train_what")
+    h = tsub.add_parser("hypernet", help="train a hypernetwork for any local Hugging Face causal LM")
+    h.add_argument("--base", required=True, help="local directory of the base model (+ tokenizer)")
+    h.add_argument("--data", required=True, help="QA JSONL file (`agenthn data english` writes one)")
+    h.add_argument("--val-data", default=None, help="validation JSONL (default: a hashed split of --data)")
+    h.add_argument("--val-fraction", type=_fraction, default=0.05)
+    h.add_argument("--out", required=True)
+    h.add_argument("--steps", type=_positive_int, default=1500)
+    h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when present")
+    h.add_argument("--threads", type=_positive_int, default=2)
+    h.add_argument("--lr", type=_positive_float, default=1e-3)
+    h.add_argument("--warmup", type=_positive_int, default=100)
+    h.add_argument("--batch-texts", type=_positive_int, default=8, help="target texts per step")
+    h.add_argument("--width", type=_positive_int, default=256)
+    h.add_argument("--mixer-layers", type=_positive_int, default=2)
+    h.add_argument("--rank", type=_positive_int, default=8, help="least rank of an adapter")
+    h.add_argument("--window", type=_positive_int, default=256, help="encoder window in tokens")
+    h.add_argument("--targets", nargs="+", default=None, help="module suffixes (default: mlp.down_proj)")
+    h.add_argument("--context", choices=["user", "prefix"], default="user", help="where the teacher sees the text")
+    h.add_argument("--system", default=None, help="a system instruction in every prompt")
+    h.add_argument("--eval-every", type=_positive_int, default=100)
+    h.add_argument("--quiet", action="store_true")
+    h.set_defaults(func=cmd_train_hypernet)
+
+    data = sub.add_parser("data", help="generate training and evaluation data")
+    dsub = data.add_subparsers(dest="data_what", required=True)
+    en = dsub.add_parser("english", help="English QA examples with random facts (JSONL)")
+    en.add_argument("--n", type=_non_negative_int, required=True)
+    en.add_argument("--seed", type=int, required=True)
+    en.add_argument("--out", required=True)
+    en.add_argument("--facts", default="1-8", help="facts per text: N or LO-HI (1-16)")
+    en.add_argument("--genres", nargs="+", default=None, choices=["profile", "preference", "product", "procedure"])
+    en.add_argument("--heldout-phrasing", action="store_true", help="only phrasings training never sees")
+    en.set_defaults(func=cmd_data_english)
 
     e = sub.add_parser("eval", help="benchmarks")
     esub = e.add_subparsers(dest="benchmark", required=True)
     r = esub.add_parser("recall", help="recall of internalized facts (adapter vs in-context vs none)")
-    r.add_argument("--n-docs", type=int, default=200)
+    r.add_argument("--model", default="tiny", help="a registered model (default: the embedded tiny one)")
+    r.add_argument("--base", default=None, help="a local HF base model directory instead of --model")
+    r.add_argument("--hypernet", default=None, help="its hypernetwork checkpoint directory")
+    r.add_argument("--data", default=None, help="evaluate on this QA JSONL file (held-out examples)")
+    r.add_argument("--language", choices=["model", "english"], default="model", help="generated data to use")
+    r.add_argument("--facts", type=_positive_int, default=4, help="facts per held-out text (generated data)")
+    r.add_argument("--n-docs", type=_positive_int, default=200)
     r.add_argument("--seed", type=int, default=20261123)
     r.add_argument("--json", action="store_true")
-    r.add_argument("--threads", type=int, default=2)
-    r.add_argument("--plot", default=None, help="also write a bar chart (PNG) to this path")
-    r.add_argument("--base", default=None, help="a local HF base model directory (default: the embedded tiny one)")
-    r.add_argument("--hypernet", default=None, help="its hypernetwork checkpoint directory")
+    r.add_argument("--threads", type=_positive_int, default=2)
+    r.add_argument("--plot", default=None, help="also write a chart (PNG) to this path")
     r.set_defaults(func=cmd_eval)
 
     m = esub.add_parser("memory", help="long threads: compacted weight memory vs full context vs a window vs none")
+    m.add_argument("--model", default="tiny", help="a registered model (default: the embedded tiny one)")
     m.add_argument("--threads", dest="n_threads", type=int, default=6)
     m.add_argument("--turns", type=int, default=16)
     m.add_argument("--facts", type=int, default=8)
@@ -297,8 +495,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .errors import AgenthnError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except AgenthnError as e:  # a clear message, not a traceback, for input the user can fix
+        print(f"agenthn: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

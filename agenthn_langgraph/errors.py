@@ -53,3 +53,57 @@ class MessageTypeError(AgenthnError, TypeError):
 
 class PromptTooLongError(TextTooLongError):
     """A prompt is longer than the base model's context window; compact or trim the conversation."""
+
+
+class DatasetError(AgenthnError, ValueError):
+    """A QA dataset file or example is malformed (the message names the file and line)."""
+
+
+class OutOfVocabularyError(AgenthnError, ValueError):
+    """Most of a text is unknown to the model's tokenizer (a closed-vocabulary model, such as the
+    tiny default, cannot read it); use a real model for open text."""
+
+
+class ModelNotFoundError(CheckpointError, FileNotFoundError):
+    """A base model or hypernetwork path does not exist (nothing is downloaded in its place)."""
+
+
+class InvalidArgumentError(AgenthnError, ValueError):
+    """An argument or option has a value outside what it accepts (``max_tokens <= 0``, a negative or
+    NaN ``temperature``, ``top_p`` outside [0, 1], a search ``k`` out of range, ...)."""
+
+
+class ArgumentTypeError(AgenthnError, TypeError):
+    """An argument or option has the wrong type (``max_tokens="7"``, ``seed="x"``, ``stop=[5]``, ...).
+
+    Nothing is coerced: a string where a number belongs is refused, not parsed."""
+
+
+class ChatModelConfigError(InvalidArgumentError):
+    """A :class:`~agenthn_langgraph.LocalHypernetChatModel` field failed validation at construction.
+
+    Wraps pydantic's ``ValidationError`` (kept as ``__cause__``); like it, this is a ``ValueError``."""
+
+
+class EngineClosedError(AgenthnError, RuntimeError):
+    """A :class:`~agenthn_langgraph.WeightMemoryModel` was used after :meth:`close`."""
+
+
+class StorePathError(AgenthnError, NotADirectoryError):
+    """An adapter store path exists but is not a directory (a file, say)."""
+
+
+class MessageFormatError(AgenthnError, ValueError):
+    """A message of a known type but malformed: an unknown role, a dict without ``content``, ..."""
+
+
+class PurgeIncompleteError(AgenthnError, RuntimeError):
+    """A deletion went through (the store's API, index and files no longer hold the data), but the
+    vector database's own log still holds some of it; the message says what is left and what to do."""
+
+
+class StoreArgumentError(ArgumentTypeError):
+    """A factory's ``store=`` got an :class:`~agenthn_langgraph.store.AdapterStore` or a directory path.
+
+    ``store`` is langgraph's own ``BaseStore`` (passed through to ``compile``, as in langgraph's
+    ``create_react_agent``); the adapter store is ``adapter_store=``."""

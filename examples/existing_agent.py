@@ -25,7 +25,7 @@ def main() -> None:
     with_memory = create_agent(
         llm,
         tools=[],
-        middleware=[WeightMemoryMiddleware(llm, store, max_turns=2, keep_turns=1)],
+        middleware=[WeightMemoryMiddleware(llm, adapter_store=store, max_turns=2, keep_turns=1)],
         checkpointer=InMemorySaver(),
     )
     talk = ["my pet is a frog .", "i live in lima .", "i play golf ."]
@@ -38,9 +38,11 @@ def main() -> None:
         for question, answer in questions:
             out = agent.invoke({"messages": [("user", question)]}, cfg)
             reply = out["messages"][-1]
-            print(f"  {question} -> {reply.content!r} (expected {answer}; prompt tokens "
-                  f"{reply.usage_metadata['input_tokens']}, messages in state {len(out['messages'])}, "
-                  f"segment adapters {len(out.get('memory_segments', []))})")
+            print(
+                f"  {question} -> {reply.content!r} (expected {answer}; prompt tokens "
+                f"{reply.usage_metadata['input_tokens']}, messages in state {len(out['messages'])}, "
+                f"segment adapters {len(out.get('memory_segments', []))})"
+            )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ FACTS = [
 def main() -> None:
     llm = LocalHypernetChatModel(max_tokens=4)
     store = AdapterStore.for_model(llm.engine, tempfile.mkdtemp(prefix="agenthn-long-memory-"))
-    agent = create_memory_agent(llm, store, max_turns=4, keep_turns=1, checkpointer=InMemorySaver())
+    agent = create_memory_agent(llm, adapter_store=store, max_turns=4, keep_turns=1, checkpointer=InMemorySaver())
     cfg = {"configurable": {"thread_id": "long-thread"}}
     full_history: list[tuple[str, str]] = []
 
@@ -38,8 +38,10 @@ def main() -> None:
         reply = out["messages"][-1]
         full_history += [("user", statement), ("assistant", reply.content)]
         whole = llm.get_num_tokens_from_messages(full_history)
-        print(f"{i:4d} | {reply.usage_metadata['input_tokens']:21d} | {whole:28d} | "
-              f"{len(out.get('memory_segments', [])):8d} | {reply.content}")
+        print(
+            f"{i:4d} | {reply.usage_metadata['input_tokens']:21d} | {whole:28d} | "
+            f"{len(out.get('memory_segments', [])):8d} | {reply.content}"
+        )
 
     print("\nquestion | with weight memory | base model alone (no memory) | expected")
     hits = base_hits = 0
@@ -51,10 +53,14 @@ def main() -> None:
         base_hits += alone.split()[:1] == [answer]
         print(f"{question} | {with_memory} | {alone} | {answer}")
     segments = store.list(namespace=("memories", "long-thread"), kind="segment")
-    print(f"\nadapters made: {len(segments)} segment adapters, turns "
-          + ", ".join(f"{r.turn_start}-{r.turn_end}" for r in segments))
-    print(f"recall from weights: {hits}/{len(FACTS)}; base alone: {base_hits}/{len(FACTS)}; "
-          f"messages left in the thread: {len(out['messages'])}")
+    print(
+        f"\nadapters made: {len(segments)} segment adapters, turns "
+        + ", ".join(f"{r.turn_start}-{r.turn_end}" for r in segments)
+    )
+    print(
+        f"recall from weights: {hits}/{len(FACTS)}; base alone: {base_hits}/{len(FACTS)}; "
+        f"messages left in the thread: {len(out['messages'])}"
+    )
 
 
 if __name__ == "__main__":

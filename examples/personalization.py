@@ -20,17 +20,22 @@ QUESTIONS = [("what is my name ?", "ivan"), ("where do i live ?", "oslo"), ("wha
 def main() -> None:
     llm = LocalHypernetChatModel(max_tokens=4)
     store = AdapterStore.for_model(llm.engine, tempfile.mkdtemp(prefix="agenthn-profile-"))
-    agent = create_personalized_agent(llm, store, internalize_every=2, checkpointer=InMemorySaver())
+    agent = create_personalized_agent(llm, adapter_store=store, internalize_every=2, checkpointer=InMemorySaver())
     ivan, bob = AgentContext(user_id="ivan"), AgentContext(user_id="bob")
 
     print("session 1 (ivan): the profile document after each turn")
     cfg = {"configurable": {"thread_id": "ivan-1"}}
     for text in SESSION_1:
         out = agent.invoke({"messages": [("user", text)]}, cfg, context=ivan)
-        print(f"  user: {text:22s} profile: {list(out['profile'].values())}  pending edits: "
-              f"{out['profile_pending_edits']}")
-    agent.invoke({"messages": [("user", "thanks !")]}, {"configurable": {"thread_id": "ivan-1",
-                                                                      "internalize_profile": True}}, context=ivan)
+        print(
+            f"  user: {text:22s} profile: {list(out['profile'].values())}  pending edits: "
+            f"{out['profile_pending_edits']}"
+        )
+    agent.invoke(
+        {"messages": [("user", "thanks !")]},
+        {"configurable": {"thread_id": "ivan-1", "internalize_profile": True}},
+        context=ivan,
+    )
     record = store.get_record("profile", namespace=("profiles", "ivan"))
     print(f"adapters made: profile adapter for ivan ({record.extra['n_facts']} facts), text: {record.text!r}\n")
 
@@ -38,8 +43,10 @@ def main() -> None:
     for question, answer in QUESTIONS:
         mine = agent.invoke({"messages": [("user", question)]}, {"configurable": {"thread_id": "ivan-2"}}, context=ivan)
         other = agent.invoke({"messages": [("user", question)]}, {"configurable": {"thread_id": "bob-1"}}, context=bob)
-        print(f"  {question} | {mine['messages'][-1].content} | {other['messages'][-1].content} | {answer}"
-              f"  (prompt tokens {mine['messages'][-1].usage_metadata['input_tokens']})")
+        print(
+            f"  {question} | {mine['messages'][-1].content} | {other['messages'][-1].content} | {answer}"
+            f"  (prompt tokens {mine['messages'][-1].usage_metadata['input_tokens']})"
+        )
 
 
 if __name__ == "__main__":

@@ -28,15 +28,17 @@ QUESTIONS = [
 def main() -> None:
     llm = LocalHypernetChatModel(max_tokens=4)
     store = AdapterStore.for_model(llm.engine, tempfile.mkdtemp(prefix="agenthn-skills-"))
-    agent = create_skill_agent(llm, store, skills=SKILLS)
+    agent = create_skill_agent(llm, adapter_store=store, skills=SKILLS)
     print(f"adapters made: {store.count(namespace=('skills',))} skill adapters ({', '.join(SKILLS)})\n")
     print("question | skill picked | with skill adapter | base alone | expected | prompt tokens")
     for question, answer in QUESTIONS:
         out = agent.invoke({"messages": [("user", question)]})
         reply = out["messages"][-1]
-        print(f"{question} | {out.get('skill')} | {reply.content} | {llm.invoke(question).content} | {answer} | "
-              f"{reply.usage_metadata['input_tokens']} (the sheet in context would add "
-              f"{llm.get_num_tokens(SKILLS[out['skill']]) if out.get('skill') else 0})")
+        print(
+            f"{question} | {out.get('skill')} | {reply.content} | {llm.invoke(question).content} | {answer} | "
+            f"{reply.usage_metadata['input_tokens']} (the sheet in context would add "
+            f"{llm.get_num_tokens(SKILLS[out['skill']]) if out.get('skill') else 0})"
+        )
 
 
 if __name__ == "__main__":

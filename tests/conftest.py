@@ -18,7 +18,8 @@ from transformers import (
 )
 
 from agenthn_langgraph.engine import WeightMemoryModel
-from agenthn_langgraph.hypernet.model import HypernetConfig, Hypernetwork
+from agenthn_langgraph.hypernet.config import HypernetConfig
+from agenthn_langgraph.hypernet.model import Hypernetwork
 from agenthn_langgraph.tiny_default.base import build_tokenizer, tiny_llama_config
 
 torch.set_num_threads(2)
@@ -50,8 +51,13 @@ def _random_model(arch: str, vocab: int) -> torch.nn.Module:
     raise ValueError(arch)
 
 
-def make_engine(arch: str, tokenizer, *, nonzero: bool = True, window: int = 64) -> WeightMemoryModel:
-    """A random base of ``arch`` with a random hypernetwork (B made nonzero so adapters matter)."""
+def make_engine(
+    arch: str, tokenizer, *, nonzero: bool = True, window: int = 64, selection: str = "top_r"
+) -> WeightMemoryModel:
+    """A random base of ``arch`` with a random hypernetwork (B made nonzero so adapters matter).
+
+    ``top_r`` by default, so every adapter has rank 4 whatever the random gates say.
+    """
     base = _random_model(arch, len(tokenizer))
     engine = WeightMemoryModel(base, tokenizer)
     hcfg = HypernetConfig(
@@ -63,6 +69,7 @@ def make_engine(arch: str, tokenizer, *, nonzero: bool = True, window: int = 64)
         rank=4,
         window=window,
         base_fingerprint=engine.fingerprint,
+        selection=selection,
     )
     torch.manual_seed(1)
     hn = Hypernetwork(hcfg)
@@ -80,7 +87,36 @@ def llama_engine(tokenizer) -> WeightMemoryModel:
 
 
 @pytest.fixture(scope="session")
+def random_checkpoints(tmp_path_factory) -> dict[str, str]:
+    """Tiny random Llama, Qwen2 and Gemma2 checkpoints with trained byte-level BPE tokenizers and
+    their families' real chat templates (Gemma's has no system role)."""
+    from agenthn_langgraph.testing.random_models import ARCHITECTURES, build_random_checkpoint
+
+    root = tmp_path_factory.mktemp("random-checkpoints")
+    return {arch: str(build_random_checkpoint(arch, root / arch)) for arch in ARCHITECTURES}
+
+
+@pytest.fixture(scope="session")
 def default_model() -> WeightMemoryModel:
     from agenthn_langgraph import load_default
 
     return load_default()
+
+
+class ProcessGlobalPlan:
+    """A deliberately broken stand-in for an injector's plan ContextVar: one value for the whole
+    process, as a naive "active adapter" attribute would be. The isolation tests swap it in to show
+    that they catch a leaking injector (same ``get`` / ``set`` / ``reset`` API as a ContextVar)."""
+
+    def __init__(self) -> None:
+        self.value: object = None
+
+    def get(self) -> object:
+        return self.value
+
+    def set(self, value: object) -> object:
+        previous, self.value = self.value, value
+        return previous
+
+    def reset(self, token: object) -> None:
+        self.value = token

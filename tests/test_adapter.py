@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
+import random
+import struct
+from pathlib import Path
 
 import pytest
 import torch
@@ -74,6 +78,7 @@ def test_non_finite_adapters_are_refused_when_made_and_loaded(tmp_path, bad):
     }
     tensors[f"{name}.lora_A"] = a
     save_file(tensors, str(path / "adapter.safetensors"))
+    _rehash(path)  # a consistent file, just with NaN in it: the norm check must catch it
     with pytest.raises(AdapterNormError):
         LoraAdapter.load(path)
 
@@ -146,3 +151,98 @@ def test_peft_directory_is_not_mistaken_for_ours(tmp_path):
     path = export_peft(_adapter(), tmp_path / "peft")
     with pytest.raises(AdapterFormatError):
         LoraAdapter.load(path)
+
+
+# ------------------------------------------------------------------------------ checksums
+def _rehash(path: Path) -> None:
+    """Record the weights file's current sha256 in adapter.json (what a consistent writer would do)."""
+    cfg = json.loads((path / "adapter.json").read_text())
+    cfg["sha256"] = hashlib.sha256((path / "adapter.safetensors").read_bytes()).hexdigest()
+    (path / "adapter.json").write_text(json.dumps(cfg))
+
+
+def _data_region(raw: bytes) -> tuple[int, int]:
+    """(start, end) of the tensor bytes in a safetensors file: after the 8-byte length and the JSON header."""
+    (header_len,) = struct.unpack("<Q", raw[:8])
+    return 8 + header_len, len(raw)
+
+
+def _tensors_of(raw: bytes, ad: LoraAdapter) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The adapter's tensors as the (possibly corrupted) file holds them, parsed without any check."""
+    from safetensors.torch import load
+
+    t = load(raw)
+    return {n: (t[f"{n}.lora_A"], t[f"{n}.lora_B"]) for n in ad.weights}
+
+
+def test_untouched_file_loads_verified(tmp_path):
+    ad = _adapter()
+    path = ad.save(tmp_path / "ad")
+    cfg = json.loads((path / "adapter.json").read_text())
+    assert cfg["version"] == 2
+    assert cfg["sha256"] == hashlib.sha256((path / "adapter.safetensors").read_bytes()).hexdigest()
+    back = LoraAdapter.load(path, require_checksum=True)
+    assert back.file_sha256 == cfg["sha256"] and ad.file_sha256 is None
+    assert all(torch.equal(back.weights[n][0], ad.weights[n][0]) for n in ad.weights)
+
+
+@pytest.mark.parametrize("where", [0.0, 0.5, 0.999])
+def test_one_flipped_byte_in_the_tensor_data_is_refused(tmp_path, where):
+    ad = _adapter()
+    path = ad.save(tmp_path / "ad")
+    raw = bytearray((path / "adapter.safetensors").read_bytes())
+    start, end = _data_region(bytes(raw))
+    pos = start + int((end - start - 1) * where)
+    raw[pos] ^= 0x01  # the lowest bit of one byte: every value stays finite and plausible
+    (path / "adapter.safetensors").write_bytes(bytes(raw))
+    LoraAdapter(_tensors_of(bytes(raw), ad), metadata=ad.metadata, scaling=ad.scaling)  # passes validation
+    with pytest.raises(AdapterFormatError, match="checksum"):
+        LoraAdapter.load(path)
+
+
+def test_mantissa_flips_in_five_percent_of_floats_are_refused(tmp_path):
+    ad = _adapter(rank=4)
+    path = ad.save(tmp_path / "ad")
+    raw = bytearray((path / "adapter.safetensors").read_bytes())
+    start, end = _data_region(bytes(raw))
+    n_floats = (end - start) // 4
+    rng = random.Random(0)
+    picked = rng.sample(range(n_floats), max(1, n_floats * 5 // 100))
+    for i in picked:
+        (word,) = struct.unpack_from("<I", raw, start + 4 * i)
+        struct.pack_into("<I", raw, start + 4 * i, word ^ (1 << rng.randrange(23)))  # one mantissa bit
+    (path / "adapter.safetensors").write_bytes(bytes(raw))
+    corrupted = LoraAdapter(_tensors_of(bytes(raw), ad), metadata=ad.metadata, scaling=ad.scaling)  # plausible
+    assert any(not torch.equal(corrupted.weights[n][0], ad.weights[n][0]) for n in ad.weights)
+    with pytest.raises(AdapterFormatError, match="checksum"):
+        LoraAdapter.load(path)
+
+
+def test_checksum_field_is_required_and_checked(tmp_path):
+    path = _adapter().save(tmp_path / "ad")
+    cfg = json.loads((path / "adapter.json").read_text())
+    (path / "adapter.json").write_text(json.dumps({**cfg, "sha256": "0" * 64}))
+    with pytest.raises(AdapterFormatError, match="checksum"):
+        LoraAdapter.load(path)
+    (path / "adapter.json").write_text(json.dumps({k: v for k, v in cfg.items() if k != "sha256"}))
+    with pytest.raises(AdapterFormatError, match="sha256"):
+        LoraAdapter.load(path)  # a version-2 file without its checksum is not a version-1 file
+    (path / "adapter.json").write_text(json.dumps({**cfg, "sha256": "not hex"}))
+    with pytest.raises(AdapterFormatError):
+        LoraAdapter.load(path)
+
+
+def test_version_1_files_load_unverified_and_upgrade_on_save(tmp_path):
+    ad = _adapter()
+    path = ad.save(tmp_path / "v1")
+    cfg = json.loads((path / "adapter.json").read_text())
+    del cfg["sha256"]
+    (path / "adapter.json").write_text(json.dumps({**cfg, "version": 1}))  # as written before checksums
+    old = LoraAdapter.load(path)
+    assert old.file_sha256 is None and old.metadata == ad.metadata
+    assert all(torch.equal(old.weights[n][1], ad.weights[n][1]) for n in ad.weights)
+    with pytest.raises(AdapterFormatError, match="version-1"):
+        LoraAdapter.load(path, require_checksum=True)
+    upgraded = LoraAdapter.load(old.save(tmp_path / "v2"), require_checksum=True)
+    assert upgraded.file_sha256 is not None
+    assert json.loads((tmp_path / "v2" / "adapter.json").read_text())["version"] == 2

@@ -17,6 +17,8 @@ from agenthn_langgraph.errors import (
     PromptTooLongError,
 )
 
+from .conftest import ProcessGlobalPlan
+
 MEMORY = "<user> my pet is a frog . <assistant> nice ! <end> <user> i live in lima . <assistant> ok . <end>"
 
 
@@ -58,24 +60,92 @@ def test_configurable_adapter_ids_resolve_through_a_store(llm, memory, tmp_path)
     assert not configurable.invoke("what pet do i have ?").content.startswith("frog")
 
 
-def test_threads_never_see_each_others_adapters(llm, memory):
-    """Eight threads on one model, half with the memory, interleaved; each gets its own answer."""
-    results: dict[int, str] = {}
-    barrier = threading.Barrier(8)
+async def test_configurable_adapter_ids_on_a_direct_call_are_applied_or_refused(llm, memory, tmp_path):
+    """``config={"configurable": {"adapter_ids": ...}}`` given straight to the model, not through
+    an enclosing runnable: LangChain hands that config to callbacks only, so it used to be ignored."""
+    from agenthn_langgraph.errors import InvalidArgumentError
+    from agenthn_langgraph.store import AdapterStore
+
+    store = AdapterStore.for_model(llm.engine, tmp_path)
+    store.put(memory, namespace="ann", text=MEMORY, adapter_id="m1")
+    q = "what pet do i have ?"
+    cfg = {"configurable": {"adapter_ids": ["m1"], "namespace": "ann", "adapter_store": store}}
+    answer = llm.invoke(q, config=cfg)
+    assert answer.content.startswith("frog") and answer.response_metadata["adapters_applied"] == 1
+    assert "".join(str(c.content) for c in llm.stream(q, config=cfg)).startswith("frog")
+    assert (await llm.ainvoke(q, config=cfg)).content.startswith("frog")
+    assert "".join([str(c.content) async for c in llm.astream(q, config=cfg)]).startswith("frog")
+    assert [m.content.split()[0] for m in llm.batch([q, q], config=cfg)] == ["frog", "frog"]
+    # the model's own adapter_store serves ids from the config too
+    own = LocalHypernetChatModel(max_tokens=4, adapter_store=store)
+    assert own.invoke(q, config={"configurable": {"adapter_ids": ["m1"], "namespace": "ann"}}).content.startswith(
+        "frog"
+    )
+    # a call kwarg wins over the config
+    assert llm.invoke(q, config=cfg, adapters=[]).response_metadata["adapters_applied"] == 0
+    # ids with nothing to resolve them: a typed error, never a silent base-model answer
+    with pytest.raises(InvalidArgumentError, match="no adapter_store"):
+        llm.invoke(q, config={"configurable": {"adapter_ids": ["m1"], "namespace": "ann"}})
+
+
+QUESTION = "what pet do i have ?"
+
+
+def _isolation_failures(llm: LocalHypernetChatModel, memory, *, threads: int = 8, rounds: int = 3) -> list:
+    """Run ``threads`` threads x ``rounds`` calls on one model, odd threads with the memory.
+
+    Every call's prompt forward waits at a barrier until all threads are inside one, so all
+    their plans are live at the same moment (the worst case for a leak). Returns every call whose
+    answer differs from the same call made alone, as (thread, round, answer, expected). Errors in
+    a worker are re-raised here, in the test's thread.
+    """
+    expected = {True: llm.invoke(QUESTION, adapters=[memory]).content, False: llm.invoke(QUESTION).content}
+    assert expected[True].split()[0] == "frog" and expected[False].split()[0] != "frog", expected
+    barrier = threading.Barrier(threads, timeout=60)
+
+    def prompt_rendezvous(module, args):  # embed_tokens(input_ids): a prompt has > 1 token, a decode step 1
+        if args[0].shape[-1] > 1:
+            barrier.wait()
+
+    answers: list[tuple[int, int, str]] = []
+    errors: list[BaseException] = []
 
     def worker(i: int) -> None:
-        barrier.wait()
-        for _ in range(3):
-            msg = llm.invoke("what pet do i have ?", adapters=[memory] if i % 2 else [])
-            results[i] = msg.content
-            assert msg.content.startswith("frog") == bool(i % 2), (i, msg.content)
+        try:
+            for r in range(rounds):
+                answers.append((i, r, llm.invoke(QUESTION, adapters=[memory] if i % 2 else []).content))
+        except BaseException as e:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(e)
+            barrier.abort()
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(results) == 8
+    hook = llm.engine.base.get_input_embeddings().register_forward_pre_hook(prompt_rendezvous)
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    try:
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join(120)
+    finally:
+        hook.remove()
+    if errors:
+        raise errors[0]
+    assert not any(t.is_alive() for t in workers), "a worker hung"
+    assert sorted((i, r) for i, r, _ in answers) == [(i, r) for i in range(threads) for r in range(rounds)]
+    return [(i, r, a, expected[bool(i % 2)]) for i, r, a in answers if a != expected[bool(i % 2)]]
+
+
+def test_threads_never_see_each_others_adapters(llm, memory):
+    """Eight threads on one model, half with the memory, every prompt forward overlapping all
+    others (a barrier); each of the 24 answers is exactly the answer the call gets alone."""
+    assert _isolation_failures(llm, memory) == []
+
+
+def test_isolation_check_detects_a_leaking_injector(llm, memory, monkeypatch):
+    """Mutation check: with the injector's plan made process-global (a naive "active adapter"),
+    the same check must fail -- so its passing above means something."""
+    monkeypatch.setattr(llm.engine.injector, "_plan", ProcessGlobalPlan())
+    failures = _isolation_failures(llm, memory)
+    assert failures, "a process-global plan leaked nowhere: the isolation check cannot detect leaks"
 
 
 async def test_async_and_streaming_carry_the_adapters(llm, memory):

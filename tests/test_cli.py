@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 REQUIRED = {
     "n_docs",
     "chance",
@@ -17,6 +19,9 @@ REQUIRED = {
     "prompt_tokens_adapter",
     "internalize_ms_median",
     "adapter_bytes",
+    "composed_by_n",
+    "by_n_facts",
+    "exact_first_words",
 }
 
 
@@ -41,7 +46,10 @@ def test_eval_recall_json_has_the_documented_keys():
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(report) >= REQUIRED
-    assert report["n_docs"] == 12 and 0.0 <= report["adapter"] <= 1.0
+    assert report["n_docs"] == 12 and report["n_questions"] == 48
+    assert set(report["composed_by_n"]) == {"2", "4", "8"} and set(report["by_n_facts"]) >= {"1", "2", "4", "8", "12"}
+    # the shipped adapter beats the base alone by a wide margin even on 48 questions
+    assert report["adapter"] >= report["no_memory"] + 0.5, report
 
 
 def test_eval_memory_json_and_graphs():
@@ -54,3 +62,73 @@ def test_eval_memory_json_and_graphs():
     drawings = _agenthn("graphs")
     assert drawings.returncode == 0, drawings.stderr
     assert drawings.stdout.count("```mermaid") == 4 and "compact --> recall_memory" in drawings.stdout
+
+
+@pytest.mark.slow
+def test_english_pipeline_end_to_end_on_a_random_qwen2(tmp_path):
+    """data english -> train hypernet -> eval recall, on a tiny random Qwen2 with a real BPE tokenizer."""
+    from agenthn_langgraph.testing.random_models import build_random_checkpoint
+
+    base = build_random_checkpoint("qwen2", tmp_path / "qwen2")
+    data, held_out = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    for path, n, seed in ((data, 400, 1), (held_out, 24, 2)):
+        made = _agenthn("data", "english", "--n", str(n), "--seed", str(seed), "--facts", "1-4", "--out", str(path))
+        assert made.returncode == 0, made.stderr
+        assert len(path.read_text().splitlines()) == n
+    out = tmp_path / "run"
+    trained = _agenthn(
+        "train",
+        "hypernet",
+        "--base",
+        str(base),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--steps",
+        "20",
+        "--eval-every",
+        "10",
+        "--width",
+        "32",
+        "--mixer-layers",
+        "1",
+        "--rank",
+        "4",
+        "--window",
+        "192",
+        "--system",
+        "Answer briefly.",
+        "--quiet",
+    )
+    assert trained.returncode == 0, trained.stderr
+    record = json.loads((out / "training.json").read_text())
+    assert record["n_train"] + record["n_val"] == 400 and record["config"]["steps"] == 20
+    assert len((out / "train_log.jsonl").read_text().splitlines()) == 2
+    evaluated = _agenthn(
+        "eval",
+        "recall",
+        "--base",
+        str(base),
+        "--hypernet",
+        str(out / "hypernet"),
+        "--data",
+        str(held_out),
+        "--n-docs",
+        "8",
+        "--json",
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    assert set(report) >= REQUIRED and report["language"] == "eval.jsonl" and report["n_docs"] == 8
+    assert report["n_questions"] >= 8 and report["prompt_tokens_adapter"] < report["prompt_tokens_in_context"]
+
+
+def test_bad_arguments_are_refused_with_clear_errors(tmp_path):
+    bad = _agenthn("data", "english", "--n", "-3", "--seed", "1", "--out", str(tmp_path / "x.jsonl"))
+    assert bad.returncode == 2 and "must be >= 0" in bad.stderr
+    missing = _agenthn("eval", "recall", "--base", str(tmp_path / "nope"), "--hypernet", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "no base model" in missing.stderr and "Traceback" not in missing.stderr
+    (tmp_path / "broken.jsonl").write_text('{"context": "x", "qa": []}\n')
+    broken = _agenthn("eval", "recall", "--data", str(tmp_path / "broken.jsonl"))
+    assert broken.returncode == 2 and "broken.jsonl:1" in broken.stderr

@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agenthn_langgraph.errors import CheckpointError, EmptyTextError, TextTooLongError
-from agenthn_langgraph.hypernet.model import Hypernetwork
+from agenthn_langgraph.errors import CheckpointError, EmptyTextError, OutOfVocabularyError, TextTooLongError
+from agenthn_langgraph.hypernet.config import ChatFormat, HypernetConfig
+from agenthn_langgraph.hypernet.model import Hypernetwork, token_unembeddings
 from agenthn_langgraph.hypernet.train import HypernetTrainConfig, train_hypernet
+from agenthn_langgraph.tiny_default.data import TinyLanguage
 from agenthn_langgraph.tiny_default.language import Corpus
+from agenthn_langgraph.training import load_checkpoint
 
 from .conftest import make_engine
 
@@ -82,22 +85,105 @@ def test_hypernet_checkpoint_roundtrip_and_refusals(tmp_path, llama_engine, toke
         WeightMemoryModel(other.base, tokenizer, llama_engine.hypernet)
 
 
+def test_unknown_words_are_counted_and_mostly_unknown_text_is_refused(llama_engine):
+    ad = llama_engine.internalize("the price of zorblax is 40 . blorp !")  # one unknown word in nine
+    assert ad.metadata.extra["unknown_token_fraction"] == pytest.approx(1 / 9, abs=1e-3)
+    llama_engine.vocabulary_note = "Speak the little language."
+    with pytest.raises(OutOfVocabularyError, match="little language") as err:
+        llama_engine.internalize("My sister Maria moved to Barcelona last spring")
+    assert isinstance(err.value, ValueError)
+
+
+def _gate_bias(engine, value: float) -> None:
+    with torch.no_grad():
+        for head in engine.hypernet.heads.values():
+            head.to_gate.weight.zero_()
+            head.to_gate.bias.fill_(value)
+
+
+def test_gated_selection_rank_follows_the_gates(tokenizer):
+    engine = make_engine("llama", tokenizer, selection="gated")  # min rank 4
+    n_tokens = len(tokenizer(TEXT, add_special_tokens=False)["input_ids"]) + 1  # + <bos>
+    _gate_bias(engine, 3.0)  # every token's gate ~0.95: every piece is kept
+    assert engine.internalize(TEXT).rank == n_tokens
+    _gate_bias(engine, -3.0)  # no gate passes 0.5: the least rank
+    assert engine.internalize(TEXT).rank == 4
+    engine.hypernet.config.max_rank = 6
+    _gate_bias(engine, 3.0)
+    assert engine.internalize(TEXT).rank == 6
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["recomputed-inputs", "recorded-inputs"])
+@pytest.mark.parametrize("selection", ["top_r", "gated"])
+def test_streamed_internalize_equals_the_full_training_forward(tokenizer, selection, stream):
+    """generate() (one module at a time, selected tokens only) == forward() + select() (everything),
+    whether the wide module inputs are recomputed from each MLP's input or recorded directly."""
+    engine = make_engine("llama", tokenizer, selection=selection)
+    engine.recorder.stream_above_bytes = 0 if stream else 2**40
+    hn = engine.hypernet
+    ids = torch.tensor([engine.prompts.context_ids(TEXT)])
+    mask = torch.ones_like(ids)
+    with engine.injector.capture_inputs() as captured:
+        states = engine.base(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    with torch.no_grad():
+        full = hn(states, mask, captured, token_unembeddings(engine.base, ids)).select(hn.config)
+    streamed = engine.internalize(TEXT)
+    for name, (a, b) in streamed.weights.items():
+        torch.testing.assert_close(a, full[name][0][0, : a.shape[0]], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(b, full[name][1][0, :, : a.shape[0]], atol=1e-5, rtol=1e-5)
+
+
+def test_v1_config_loads_as_top_r_with_a_prefix_context():
+    cfg = HypernetConfig.from_json(
+        '{"base_hidden_size": 8, "n_states": 2, "targets": {"m": [4, 8]}, "rank": 8, "window": 16}'
+    )
+    assert cfg.selection == "top_r" and cfg.chat == ChatFormat(context="prefix") and cfg.format_version == 1
+    assert HypernetConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(ValueError, match="adapter_tokens"):
+        ChatFormat(adapter_tokens=0)
+
+
+def _tiny_data():
+    lang = TinyLanguage()
+    return lang.examples(64, seed=1, n_facts=(1, 3)), lang.examples(8, seed=2, n_facts=(1, 3))
+
+
 def test_training_is_deterministic_and_resumable(tmp_path, tokenizer):
+    train, val = _tiny_data()
     cfg = HypernetTrainConfig(
-        steps=2, groups=2, width=32, mixer_layers=1, rank=4, window=256, checkpoint_every=10, max_facts=3
+        steps=2,
+        targets=2,
+        width=32,
+        mixer_layers=1,
+        rank=4,
+        window=256,
+        eval_every=2,
+        eval_batches=1,
+        checkpoint_every=10,
+        warmup=1,
+        chat=ChatFormat(context="prefix"),
+        distractors=(0, 2),
     )
 
     def run(out, max_steps=None):
         engine = make_engine("llama", tokenizer, nonzero=False)
-        train_hypernet(engine, cfg, out, max_steps_this_run=max_steps)
-        return engine.hypernet.state_dict()
+        train_hypernet(engine, train, val, cfg, out, max_steps_this_run=max_steps, progress=False)
+        probe = Hypernetwork.load(out / "hypernet")  # same architecture as trained
+        load_checkpoint(out / "ckpt.pt", model=probe)
+        return probe.state_dict()
 
     a = run(tmp_path / "a")
     b = run(tmp_path / "b")
     run(tmp_path / "c", max_steps=1)  # interrupted after one step ...
     c = run(tmp_path / "c")  # ... and resumed from its checkpoint
-    init = make_engine("llama", tokenizer, nonzero=False).hypernet.state_dict()
+    torch.manual_seed(cfg.seed)
+    from agenthn_langgraph.hypernet.train import build_hypernet
+
+    init = build_hypernet(make_engine("llama", tokenizer, nonzero=False), cfg).state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
         torch.testing.assert_close(a[k], c[k])
     assert any(not torch.equal(a[k], init[k]) for k in a)  # training changed the weights
+    best = Hypernetwork.load(tmp_path / "a" / "hypernet")  # the best-by-validation checkpoint, shipped format
+    assert best.config.chat.context == "prefix" and best.config.selection == "gated"
+    assert (tmp_path / "a" / "train_log.jsonl").read_text().count("\n") == 1

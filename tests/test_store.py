@@ -13,11 +13,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import chromadb
+import numpy as np
 import pytest
 import torch
 from chromadb.config import Settings
@@ -29,6 +31,7 @@ from agenthn_langgraph.errors import (
     AdapterNotFoundError,
     EmptyTextError,
     NamespaceError,
+    PurgeIncompleteError,
     StoreMismatchError,
 )
 from agenthn_langgraph.lora.adapter import AdapterMetadata, LoraAdapter
@@ -78,12 +81,25 @@ class _SimulatedCrash(BaseException):
     """Raised at a crash point: a BaseException, so the store's ``except Exception`` cleanup is skipped."""
 
 
-def _crash_at(monkeypatch: pytest.MonkeyPatch, stage: str) -> None:
-    def crash(name: str) -> None:
-        if name == stage:
-            raise _SimulatedCrash(name)
+def _crash_in(
+    monkeypatch: pytest.MonkeyPatch, owner: object, attr: str, when: Callable[..., bool] = lambda *a, **k: True
+) -> None:
+    """Make ``owner.attr`` "crash" (raise _SimulatedCrash) when ``when(*args)`` holds.
 
-    monkeypatch.setattr(store_module, "_crash_point", crash)
+    The fault is injected from the test into the real step, so production code carries no hooks:
+    ``AdapterStore._upsert`` crashes between durable files and the index entry, the module's
+    ``_write_file_durable`` (for record.json) while the files are written, ``store._remove_dir``
+    after the index entry, before the old version is cleaned up, and
+    ``store._forget_index_entries`` after a delete's marker, before the index entry goes.
+    """
+    real = getattr(owner, attr)
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        if when(*args, **kwargs):
+            raise _SimulatedCrash(attr)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, attr, crash)
 
 
 def _same_tensors(a: LoraAdapter, b: LoraAdapter) -> bool:
@@ -435,7 +451,7 @@ def test_crash_after_files_before_index_is_rolled_forward(
 ) -> None:
     kept = store.put(adapters[LIMA], namespace=ALICE, text=LIMA)
     store.put(adapters[LIMA], namespace=ALICE, text=LIMA, adapter_id="profile", kind="profile")
-    _crash_at(monkeypatch, "before_index")
+    _crash_in(monkeypatch, AdapterStore, "_upsert")  # files durable, index entry not written
     with pytest.raises(_SimulatedCrash):
         store.put(adapters[FROG], namespace=ALICE, text=FROG, adapter_id="frog-1")
     with pytest.raises(_SimulatedCrash):
@@ -462,7 +478,8 @@ def test_crash_while_writing_files_leaves_only_a_temp_dir(
     store: AdapterStore, adapters: dict[str, LoraAdapter], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old = store.put(adapters[LIMA], namespace=ALICE, text=LIMA, adapter_id="profile")
-    _crash_at(monkeypatch, "mid_files")
+    # adapter files in tmp/, record.json not yet written
+    _crash_in(monkeypatch, store_module, "_write_file_durable", lambda path, data: path.name == "record.json")
     with pytest.raises(_SimulatedCrash):
         store.put(adapters[FROG], namespace=ALICE, text=FROG, adapter_id="profile")
     with pytest.raises(_SimulatedCrash):
@@ -485,14 +502,14 @@ def test_crash_points_between_steps(
 ) -> None:
     # Crash after the index upsert, before the old version is removed.
     store.put(adapters[LIMA], namespace=ALICE, text=LIMA, adapter_id="profile")
-    _crash_at(monkeypatch, "before_cleanup")
+    _crash_in(monkeypatch, store, "_remove_dir")  # indexed; the old version not yet removed
     with pytest.raises(_SimulatedCrash):
         store.put(adapters[TEA], namespace=ALICE, text=TEA, adapter_id="profile")
     monkeypatch.undo()
     # Crash in the middle of a delete and of a namespace delete: they must finish, not resurrect.
     gone = store.put(adapters[FROG], namespace=ALICE, text=FROG)
     store.put(adapters[FROG], namespace=BOB, text=FROG)
-    _crash_at(monkeypatch, "mid_delete")
+    _crash_in(monkeypatch, store, "_forget_index_entries")  # marked for deletion; index entry and files still there
     with pytest.raises(_SimulatedCrash):
         store.delete(gone.id, namespace=ALICE)
     with pytest.raises(_SimulatedCrash):
@@ -546,18 +563,16 @@ def test_missing_files_and_broken_dirs_are_reconciled(store: AdapterStore, adapt
     assert store.reconcile().clean
 
 
-def test_crash_hook_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
-    exits: list[int] = []
-
-    def fake_exit(code: int) -> None:
-        exits.append(code)
-
-    monkeypatch.setattr(store_module.os, "_exit", fake_exit)
-    store_module._crash_point("before_index")
-    monkeypatch.setenv("AGENTHN_STORE_CRASH_AT", "before_index")
-    store_module._crash_point("mid_files")
-    store_module._crash_point("before_index")
-    assert exits == [70]
+def test_no_crash_hooks_in_production_code() -> None:
+    """Crash points are injected by the tests (monkeypatching, SIGKILL), never shipped."""
+    package = ROOT / "agenthn_langgraph"
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in sorted(package.rglob("*.py"))
+        if "os._exit" in path.read_text() or "CRASH_AT" in path.read_text()
+    ]
+    assert offenders == []
+    assert not hasattr(store_module, "_crash_point")
 
 
 _WRITER = """
@@ -680,6 +695,9 @@ def test_chroma_server_client(tmp_path: Path, adapters: dict[str, LoraAdapter], 
             store.get("bob-only-id", namespace=ALICE)
         assert _same_tensors(store.get("profile", namespace=ALICE), adapters[FROG])
         assert store.delete_namespace(BOB) == 2 and store.count() == 1
+        # The server's log is purged through the API; its database file is not ours to vacuum.
+        assert store.last_purge is not None
+        assert (store.last_purge.log_entries_left, store.last_purge.vacuumed) == (None, False)
 
         # A second client process would see the same index; a store for another base is refused.
         again = AdapterStore.for_model(
@@ -696,3 +714,290 @@ def test_chroma_server_client(tmp_path: Path, adapters: dict[str, LoraAdapter], 
             server.kill()
             server.wait()
         log.close()
+
+
+# ---------------------------------------------------------------------------------------- 8. forgetting
+def _files_holding(root: Path, needles: list[bytes]) -> dict[str, int]:
+    """``{file: occurrences}`` of any needle in the raw bytes of every file under ``root``."""
+    out: dict[str, int] = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            n = sum(data.count(needle) for needle in needles)
+            if n:
+                out[str(path.relative_to(root))] = n
+    return out
+
+
+def _files_holding_vector(root: Path, vector: np.ndarray) -> list[str]:
+    """Files under ``root`` holding ``vector`` as float32 (or a rescaled copy, as HNSW stores it).
+
+    Layout-agnostic: every 4-byte phase of every file is read as float32; a window whose first 4
+    values match is confirmed by cosine similarity over the whole vector.
+    """
+    e = vector.astype(np.float64) / np.linalg.norm(vector)
+    found = []
+    for path in sorted(root.rglob("*")):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        for phase in range(4):
+            count = (len(data) - phase) // 4
+            if count < len(e):
+                continue
+            a = np.frombuffer(data, dtype="<f4", count=count, offset=phase)
+            n = count - len(e) + 1
+            with np.errstate(invalid="ignore", over="ignore"):
+                candidates = np.ones(n, dtype=bool)
+                for j in range(4):
+                    candidates &= np.abs(a[j : j + n] - e[j]) < 1e-4
+                hit = any(
+                    np.isfinite(w := a[k : k + len(e)].astype(np.float64)).all()
+                    and float(w @ e) / (np.linalg.norm(w) + 1e-30) > 0.999
+                    for k in np.flatnonzero(candidates)
+                )
+            if hit:
+                found.append(str(path.relative_to(root)))
+                break
+    return found
+
+
+def test_delete_namespace_leaves_no_trace_on_disk(tmp_path: Path, adapters: dict[str, LoraAdapter], model: Any) -> None:
+    """Forgetting a user removes their texts, ids and vectors from every file under the store, Chroma's included."""
+    store = AdapterStore.for_model(model, tmp_path / "store")
+    users = [f"user{n:02d}" for n in range(8)]  # every put embeds its text: few users keep this fast
+    forgotten, kept = users[::2], users[1::2]
+
+    def ns(user: str) -> tuple[str, str]:
+        return ("tenants", f"{user}-nsmark")  # the namespace itself is a marker: ids and metadata hold it
+
+    def secret(user: str, i: int) -> str:
+        return f"codeword-{user}-{i}-zqv"
+
+    for user in users:
+        # Only forgotten users' texts hold non-ASCII: the emoji's trigrams can only come from them.
+        tail = " \U0001f9ca" if user in forgotten else ""
+        store.put(adapters[FROG], namespace=ns(user), text=f"memory: my code word is {secret(user, 0)}{tail}")
+        for i in (1, 2) if user in forgotten else (2,):  # a replaced profile: the old version must go too
+            text = f"profile: {secret(user, i)}{tail}"
+            store.put(adapters[LIMA], namespace=ns(user), text=text, adapter_id="profile", kind="profile")
+    index = store.collection.get(include=["embeddings"])
+    vectors = dict(zip(index["ids"], (np.asarray(e, dtype=np.float32) for e in index["embeddings"]), strict=True))
+    # One forgotten adapter is corrupt and quarantined: its quarantined copy must be forgotten too.
+    victim = store.path / "adapters/tenants" / ns(forgotten[0])[1] / "_adapters/profile/v00000002/adapter.safetensors"
+    victim.write_bytes(victim.read_bytes()[:-1] + bytes([victim.read_bytes()[-1] ^ 1]))
+    assert store.reconcile(verify=True).quarantined == 1
+
+    markers = [m.encode() for u in forgotten for m in [ns(u)[1], *(secret(u, i) for i in range(3))]]
+    kept_markers = [m.encode() for u in kept for m in [ns(u)[1], secret(u, 0), secret(u, 2)]]
+    sqlite_file = store.path / "chroma" / "chroma.sqlite3"
+    emoji = "\U0001f9ca".encode()
+    before = _files_holding(store.path, markers)
+    assert sum(before.values()) > 0 and sqlite_file.read_bytes().count(emoji) > 0  # the scanner sees them
+
+    for user in forgotten[:2]:  # the default: each delete purges (the quarantined one is not counted)
+        assert store.delete_namespace(ns(user)) == (1 if user == forgotten[0] else 2)
+    for user in forgotten[2:]:  # batched: no purge per delete, one after
+        assert store.delete_namespace(ns(user), purge=False) == 2
+    report = store.purge()
+
+    assert _files_holding(store.path, markers) == {}
+    assert sqlite_file.read_bytes().count(emoji) == 0  # no trigram left in the full-text index either
+    assert (report.log_entries_left, report.fts_optimized, report.vacuumed) == (0, True, True)
+    forgotten_keys = {f"tenants/{ns(u)[1]}" for u in forgotten}
+    gone = [v for doc_id, v in vectors.items() if doc_id.split("::")[0] in forgotten_keys]
+    live = [v for doc_id, v in vectors.items() if doc_id.split("::")[0] not in forgotten_keys]
+    assert len(gone) == len(live) == 8
+    assert [f for v in gone for f in _files_holding_vector(store.path, v)] == []
+    assert all(_files_holding_vector(store.path / "chroma", v) for v in live)  # the detector finds vectors
+    assert not list((store.path / "quarantine").iterdir())
+
+    # Everyone else is untouched, now and after reopening.
+    assert sum(_files_holding(store.path, kept_markers).values()) > 0
+    for reopened in (store, AdapterStore.for_model(model, store.path)):
+        assert reopened.namespaces() == [ns(u) for u in kept] and reopened.count() == 2 * len(kept)
+        for user in kept:
+            hit = reopened.search(f"code word {secret(user, 0)}", namespace=ns(user), kind="segment", k=1)[0]
+            assert hit.text.endswith(secret(user, 0))
+            assert reopened.get_record("profile", namespace=ns(user)).text == f"profile: {secret(user, 2)}"
+            assert _same_tensors(reopened.get("profile", namespace=ns(user)), adapters[LIMA])
+        assert reopened.search("code word", namespace=ns(forgotten[0])) == []
+
+
+def test_single_delete_purges_too(store: AdapterStore, adapters: dict[str, LoraAdapter]) -> None:
+    keep = store.put(adapters[FROG], namespace=ALICE, text="i keep the word plumkettle")
+    gone = store.put(adapters[FROG], namespace=ALICE, text="forget the word zorbquaff")
+    store.delete(gone.id, namespace=ALICE)
+    assert _files_holding(store.path, [b"zorbquaff", gone.id.encode()]) == {}
+    assert _files_holding(store.path, [b"plumkettle"]) != {}
+    assert store.get_record(keep.id, namespace=ALICE).text.endswith("plumkettle")
+
+
+def test_purge_says_when_chroma_kept_its_log(
+    store: AdapterStore, adapters: dict[str, LoraAdapter], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.put(adapters[FROG], namespace=ALICE, text=FROG)
+    # Without its throw-away writes, nothing moves Chroma's sync point past the last real record.
+    monkeypatch.setattr(store.collection, "upsert", lambda **kwargs: None)
+    monkeypatch.setattr(store.collection, "delete", lambda **kwargs: None)
+    with pytest.raises(PurgeIncompleteError, match="log"):
+        store.purge()
+    assert store.last_purge is not None and (store.last_purge.log_entries_left or 0) >= 1
+    assert isinstance(PurgeIncompleteError("x"), RuntimeError)
+    monkeypatch.undo()
+    assert store.purge().log_entries_left == 0
+
+
+def test_purge_cut_short_by_a_crash_is_finished_on_open(
+    store: AdapterStore, adapters: dict[str, LoraAdapter], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.put(adapters[FROG], namespace=ALICE, text=FROG)
+    store.put(adapters[LIMA], namespace=BOB, text="forget the word quibblefrost")
+    # The crash lands after purge() wrote its throw-away entries, before it deleted them.
+    _crash_in(monkeypatch, store.collection, "delete", lambda **kw: kw.get("ids") == list(store_module._PURGE_IDS))
+    with pytest.raises(_SimulatedCrash):
+        store.delete_namespace(BOB)
+    monkeypatch.undo()
+    assert store.collection.count() == 3  # alice's entry and the two throw-away ones
+    reopened = AdapterStore(store.path, base_fingerprint=store.base_fingerprint)
+    assert reopened.collection.count() == reopened.count() == 1
+    assert reopened.last_purge is not None and reopened.last_purge.log_entries_left == 0
+    assert _files_holding(store.path, [b"quibblefrost", b"users/bob"]) == {}
+
+
+def test_store_made_before_purging_existed_is_migrated(
+    tmp_path: Path, adapters: dict[str, LoraAdapter], model: Any
+) -> None:
+    """A collection created with Chroma's default sync_threshold (1000) is lowered on open, so purging works."""
+    path = tmp_path / "old"
+    old = chromadb.PersistentClient(path=str(path / "chroma"), settings=Settings(anonymized_telemetry=False))
+    ef = MiniLMEmbeddingFunction()
+    old.create_collection(
+        "agenthn_adapters",
+        embedding_function=ef,
+        metadata={
+            "agenthn_base_fingerprint": model.fingerprint,
+            "agenthn_embedding": ef.name(),
+            "agenthn_store_format": 1,
+        },
+        configuration={"hnsw": {"space": "cosine"}},
+    )
+    assert old.get_collection("agenthn_adapters").configuration["hnsw"]["sync_threshold"] == 1000
+    store = AdapterStore.for_model(model, path)
+    assert store.collection.configuration["hnsw"]["sync_threshold"] == 2
+    store.put(adapters[FROG], namespace=ALICE, text="keep qwertzapple")
+    store.put(adapters[FROG], namespace=BOB, text="forget yxcvbanana")
+    store.delete_namespace(BOB)
+    assert store.last_purge is not None and store.last_purge.log_entries_left == 0
+    assert _files_holding(path, [b"yxcvbanana", b"users/bob"]) == {}
+
+
+# ---------------------------------------------------------------------------------------- 9. cache
+def _count_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    """Count LoraAdapter.load (disk reads) and LoraAdapter.validate (norm checks) from now on."""
+    calls: dict[str, list[Any]] = {"load": [], "validate": []}
+    real_load, real_validate = LoraAdapter.load.__func__, LoraAdapter.validate  # type: ignore[attr-defined]
+
+    def load(cls: type[LoraAdapter], path: Any, **kwargs: Any) -> LoraAdapter:
+        calls["load"].append(Path(path))
+        return real_load(cls, path, **kwargs)
+
+    def validate(self: LoraAdapter, **kwargs: Any) -> None:
+        calls["validate"].append(self)
+        real_validate(self, **kwargs)
+
+    monkeypatch.setattr(LoraAdapter, "load", classmethod(load))
+    monkeypatch.setattr(LoraAdapter, "validate", validate)
+    return calls
+
+
+def test_get_reads_each_version_once_and_follows_replace_and_delete(
+    store: AdapterStore, adapters: dict[str, LoraAdapter], model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.put(adapters[FROG], namespace=ALICE, text=FROG, adapter_id="profile")
+    store.put(adapters[TEA], namespace=BOB, text=TEA, adapter_id="profile")
+    calls = _count_calls(monkeypatch)
+    first = store.get("profile", namespace=ALICE)
+    assert all(store.get("profile", namespace=ALICE) is first for _ in range(10))
+    assert (len(calls["load"]), len(calls["validate"])) == (1, 1)
+    assert _same_tensors(store.get("profile", namespace=BOB), adapters[TEA])  # same id, other namespace
+    assert len(calls["load"]) == 2 and store.cache_info()["entries"] == 2
+
+    # Replace: the next get reads the new version, once.
+    store.put(adapters[LIMA], namespace=ALICE, text=LIMA, adapter_id="profile")
+    assert _same_tensors(store.get("profile", namespace=ALICE), adapters[LIMA])
+    assert _same_tensors(store.get("profile", namespace=ALICE), adapters[LIMA])
+    assert len(calls["load"]) == 3 and calls["load"][-1].name == "v00000002"
+
+    # Delete: gone from the cache too.
+    store.delete("profile", namespace=ALICE, purge=False)
+    with pytest.raises(NamespaceError):  # not alice's any more (bob still has one by that id)
+        store.get("profile", namespace=ALICE)
+    assert store.cache_info()["entries"] == 1
+
+    # Another store object (or process) deletes and re-puts the id: the version name v00000001
+    # comes back, but the cached object for it is not served.
+    assert _same_tensors(store.get("profile", namespace=BOB), adapters[TEA])
+    other = AdapterStore.for_model(model, store.path)
+    other.delete("profile", namespace=BOB, purge=False)
+    other.put(adapters[FROG], namespace=BOB, text=FROG, adapter_id="profile")
+    assert _version_dirs(store, BOB, "profile") == ["v00000001"]
+    assert _same_tensors(store.get("profile", namespace=BOB), adapters[FROG])
+    assert store.cache_info()["hits"] >= 11
+
+
+def test_cache_is_bounded_lru(
+    tmp_path: Path, adapters: dict[str, LoraAdapter], model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = AdapterStore.for_model(model, tmp_path / "s", cache_size=2)
+    for name in "abc":
+        store.put(adapters[FROG], namespace=ALICE, text=f"{FROG} {name}", adapter_id=name)
+    calls = _count_calls(monkeypatch)
+    for name in "ababcba":  # c evicts a (least recently used); b stays
+        store.get(name, namespace=ALICE)
+    assert [p.parent.name for p in calls["load"]] == ["a", "b", "c", "a"]
+    assert store.cache_info()["entries"] == 2
+    by_bytes = AdapterStore.for_model(model, tmp_path / "s", cache_bytes=adapters[FROG].nbytes)
+    by_bytes.get("a", namespace=ALICE)
+    by_bytes.get("b", namespace=ALICE)
+    assert by_bytes.cache_info()["entries"] == 1 and by_bytes.cache_info()["bytes"] == adapters[FROG].nbytes
+    off = AdapterStore.for_model(model, tmp_path / "s", cache_size=0)
+    off.get("a", namespace=ALICE)
+    off.get("a", namespace=ALICE)
+    assert off.cache_info()["entries"] == 0
+    with pytest.raises(ValueError):
+        AdapterStore.for_model(model, tmp_path / "s", cache_size=-1)
+
+
+def test_cache_under_concurrent_gets_and_replaces(store: AdapterStore, adapters: dict[str, LoraAdapter]) -> None:
+    store.put(adapters[FROG], namespace=ALICE, text=FROG, adapter_id="profile")
+    versions = [adapters[LIMA], adapters[TEA], adapters[FROG]]
+
+    def reader(_: int) -> list[LoraAdapter]:
+        return [store.get("profile", namespace=ALICE) for _ in range(25)]
+
+    with ThreadPoolExecutor(4) as pool:
+        reads = [pool.submit(reader, i) for i in range(3)]
+        for ad in versions:
+            store.put(ad, namespace=ALICE, text=FROG, adapter_id="profile")
+        results = [a for r in reads for a in r.result()]
+    # Every read saw one complete version; after the last replace, reads see the last one.
+    assert all(any(_same_tensors(got, ad) for ad in versions) for got in results)
+    assert _same_tensors(store.get("profile", namespace=ALICE), versions[-1])
+    assert store.get("profile", namespace=ALICE) is store.get("profile", namespace=ALICE)
+
+
+# ---------------------------------------------------------------------------------------- 10. orphans
+def test_remove_orphans_keeps_what_the_caller_names(store: AdapterStore, adapters: dict[str, LoraAdapter]) -> None:
+    live = store.put(adapters[FROG], namespace=ALICE, text=FROG, kind="segment")
+    orphan = store.put(adapters[LIMA], namespace=ALICE, text=LIMA, kind="segment")
+    profile = store.put(adapters[TEA], namespace=ALICE, text=TEA, kind="profile", adapter_id="profile")
+    bobs = store.put(adapters[LIMA], namespace=BOB, text=LIMA, kind="segment")
+    assert store.remove_orphans(ALICE, [live.id], kind="segment") == [orphan.id]
+    assert store.exists(live.id, namespace=ALICE) and not store.exists(orphan.id, namespace=ALICE)
+    assert store.exists(profile.id, namespace=ALICE) and store.exists(bobs.id, namespace=BOB)  # other kinds, namespaces
+    assert store.remove_orphans(ALICE, [live.id], kind="segment") == []
+    assert store.remove_orphans(ALICE, []) == sorted([live.id, profile.id])  # every kind
+    assert store.count() == 1 and _files_holding(store.path, [LIMA.encode()]) != {}  # bob's copy stays
+    with pytest.raises(TypeError):
+        store.remove_orphans(BOB, bobs.id)  # type: ignore[arg-type]

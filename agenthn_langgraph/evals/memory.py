@@ -11,8 +11,9 @@ side by side on the same threads:
   without memory, the usual way to bound a prompt);
 * ``no_memory``     -- the base model asked each question alone.
 
-Reported: recall (first answer word == the fact's value), the median and max prompt tokens at
-question time, and the median milliseconds per turn (compaction included).
+Reported: recall (the value in the reply's first sentence, as ``agenthn eval recall`` judges),
+the median and max prompt tokens at question time, and the median milliseconds per turn
+(compaction included). The facts come from the model's language (its registry entry).
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from langgraph.graph import END, START, StateGraph
 from tqdm.auto import tqdm
 
 from ..chat_model import LocalHypernetChatModel
+from ..data.language import Language
+from ..models.registry import language_of
 from ..nodes.agent import CallModelNode
 from ..nodes.compact import split_turns
 from ..nodes.state import WeightMemoryState
 from ..prebuilt import create_memory_agent
 from ..store import AdapterStore
-from ..tiny_default.language import ATTRIBUTES, SMALL_TALK
+from .recall import recalled
 
 DEFAULT_MEMORY_EVAL_SEED = 424242
 CONDITIONS = ("weight_memory", "full_context", "window", "no_memory")
@@ -91,17 +94,15 @@ class MemoryReport:
         return path
 
 
-def draw_thread(rng: random.Random, turns: int, n_facts: int) -> tuple[list[str], list[tuple[str, str]]]:
+def draw_thread(
+    language: Language, rng: random.Random, turns: int, n_facts: int
+) -> tuple[list[str], list[tuple[str, str]]]:
     """User turns (facts shuffled into small talk) and (question, answer) pairs."""
-    attrs = rng.sample([a for a in ATTRIBUTES if a.genre in ("profile", "preference")], n_facts)
-    facts = []
-    for a in attrs:
-        v = rng.choice(a.values)
-        facts.append((rng.choice(a.train_statements).format(v=v), rng.choice(a.questions), v))
-    talk = [rng.choice(SMALL_TALK)[0] for _ in range(max(turns - n_facts, 0))]
-    said = [f[0] for f in facts] + talk
+    facts = language.user_facts(rng, n_facts)
+    talk = [language.small_talk(rng)[0] for _ in range(max(turns - n_facts, 0))]
+    said = [f.statement for f in facts] + talk
     rng.shuffle(said)
-    return said, [(q, v) for _, q, v in facts]
+    return said, [(f.question, f.answer) for f in facts]
 
 
 def _window_graph(llm: LocalHypernetChatModel, keep_turns: int) -> Any:
@@ -141,7 +142,8 @@ def evaluate_memory(
     """Run every condition on the same ``threads`` threads; see the module docstring."""
     llm = llm or LocalHypernetChatModel(max_tokens=4)
     rng = random.Random(seed)
-    drawn = [draw_thread(rng, turns, n_facts) for _ in range(threads)]
+    language = language_of(llm.engine)
+    drawn = [draw_thread(language, rng, turns, n_facts) for _ in range(threads)]
     hits = {c: 0 for c in CONDITIONS}
     tokens: dict[str, list[int]] = {c: [] for c in CONDITIONS}
     ms: dict[str, list[float]] = {c: [] for c in CONDITIONS}
@@ -166,7 +168,7 @@ def evaluate_memory(
                 for question, answer in questions:
                     out = graph.invoke({"messages": [("user", question)]}, cfg)
                     reply = out["messages"][-1]
-                    hits[name] += reply.content.split()[:1] == [answer]
+                    hits[name] += recalled(reply.content, answer)
                     tokens[name].append(reply.usage_metadata["input_tokens"])
                 if name == "weight_memory":
                     segments.append(len(out.get("memory_segments", [])))
@@ -175,7 +177,7 @@ def evaluate_memory(
                 t0 = time.perf_counter()
                 reply = llm.invoke(question)
                 ms["no_memory"].append((time.perf_counter() - t0) * 1000)
-                hits["no_memory"] += reply.content.split()[:1] == [answer]
+                hits["no_memory"] += recalled(reply.content, answer)
                 tokens["no_memory"].append(reply.usage_metadata["input_tokens"])
     bar.close()
     n_q = threads * n_facts

@@ -1,22 +1,28 @@
 """``agenthn eval recall``: does a text internalized into an adapter answer questions about it?
 
-Held-out texts of 4 random facts each (a seed disjoint from training's), every fact asked once,
-in five conditions measured side by side on the same questions:
+For any model and any :class:`~agenthn_langgraph.data.language.Language` (the tiny default's
+little language, English): held-out texts (a seed disjoint from training's), every fact asked
+once, conditions side by side on the same questions:
 
-* ``no_memory``  -- base alone, prompt = question only (should sit at chance);
-* ``in_context`` -- base with the text in the prompt (the teacher; the upper bound);
-* ``adapter``    -- the text's adapter applied, prompt = question only;
-* ``composed``   -- that adapter rank-concatenated with the adapters of 2 unrelated texts
-  (texts whose facts share no key with it), prompt = question only;
-* ``heldout_phrasing`` -- a separate split whose facts are stated with templates training
-  never saw (adapter and in-context reported).
+* ``no_memory``  -- the base alone, prompt = the question (should sit near chance);
+* ``in_context`` -- the base with the text in the prompt (the teacher; the reference);
+* ``adapter``    -- the text's adapter, prompt = the question only;
+* ``composed_by_n`` -- that adapter rank-concatenated with N adapters of *unrelated* texts
+  (no shared fact key), N = 2, 4, 8 (``composed`` is N = 2), the target's place in the stack random;
+* ``by_n_facts`` -- adapter (and in-context) recall on texts of 1, 2, 4, 8, 12, 16 facts;
+* ``heldout_phrasing`` -- texts whose facts use phrasings training never saw.
 
-Recall is exact match of the greedy first answer token with the value (answers are one word).
+Answers are generated greedily and judged fairly for models that answer in sentences: a fact is
+recalled when its normalised value (case, punctuation, articles) appears in the reply's first
+sentence; ``exact_first_words`` (the reply starts with the value) is reported beside it.
 """
 
 from __future__ import annotations
 
+import random
+import re
 import statistics
+import string
 import tempfile
 import time
 from collections import defaultdict
@@ -26,244 +32,340 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from ..data.language import Language
+from ..data.qa import QAExample, QAPair
 from ..engine import WeightMemoryModel
 from ..lora.adapter import LoraAdapter
-from ..tiny_default.language import GENRES, Corpus, Fact, Sample, chance, render_prompt
 
 DEFAULT_EVAL_SEED = 20261123  # training seeds its steps with step_seed(): (seed*1_000_003+stream)*10_000_019+step
+COMPOSE_NS = (2, 4, 8)
+N_FACTS = (1, 2, 4, 8, 12, 16)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans({c: " " for c in string.punctuation})
+
+
+def normalize(text: str) -> str:
+    """Lower case, no punctuation or articles, single spaces ("The Big Apple!" -> "big apple").
+
+    >>> normalize("  The price is $129.50, Maria-Lopez! ")
+    'price is 129 50 maria lopez'
+    """
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split())
+
+
+def first_sentence(text: str) -> str:
+    """Up to the first sentence end (., !, ? followed by a space or the end) or line break."""
+    m = re.search(r"[.!?](\s|$)|\n", text.strip())
+    return text.strip()[: m.start() + 1] if m else text.strip()
+
+
+def recalled(reply: str, answer: str) -> bool:
+    """The value, normalised, appears (as whole words) in the reply's first sentence."""
+    value, said = normalize(answer), normalize(first_sentence(reply))
+    return bool(value) and f" {value} " in f" {said} "
+
+
+def exact_first_words(reply: str, answer: str) -> bool:
+    """The reply starts with the value (normalised)."""
+    value, said = normalize(answer), normalize(reply)
+    return bool(value) and (said == value or said.startswith(value + " "))
 
 
 @dataclass
 class RecallReport:
+    model: str
+    language: str
     n_docs: int
     n_questions: int
     seed: int
-    chance: float
     no_memory: float
     in_context: float
     adapter: float
-    composed: float
+    composed: float  # N = 2
+    composed_by_n: dict[str, float]
+    exact_first_words: dict[str, float]
     prompt_tokens_in_context: float
     prompt_tokens_adapter: float
     internalize_ms_median: float
     adapter_bytes: int
-    adapter_rank: int
-    composed_rank: int
-    heldout_phrasing: dict[str, float] = field(default_factory=dict)
+    adapter_rank: float  # mean over the texts
+    composed_rank: float  # mean, N = 2
+    chance: float | None = None
     by_genre: dict[str, dict[str, float]] = field(default_factory=dict)
+    by_n_facts: dict[str, dict[str, float]] = field(default_factory=dict)
+    heldout_phrasing: dict[str, float] = field(default_factory=dict)
     torch_threads: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
-    def plot(self, path: str) -> str:
-        """Write a bar chart of recall per condition (and per genre) to ``path`` (PNG)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        conditions = ["no_memory", "in_context", "adapter", "composed"]
-        labels = ["no memory", "text in context", "adapter\n(no text)", "adapter + 2\nunrelated"]
-        fig, ax = plt.subplots(figsize=(7.5, 4))
-        width = 0.2
-        for k, genre in enumerate(self.by_genre):
-            xs = [i + (k - 1) * width for i in range(len(conditions))]
-            ax.bar(xs, [self.by_genre[genre][c] for c in conditions], width, label=genre, alpha=0.85)
-        ax.scatter(range(len(conditions)), [getattr(self, c) for c in conditions], color="black", zorder=3, label="all")
-        ax.axhline(self.chance, color="grey", linestyle=":", label=f"chance {self.chance:.3f}")
-        ax.set_xticks(range(len(conditions)), labels)
-        ax.set_ylim(0, 1.05)
-        ax.set_ylabel("recall")
-        ax.set_title(
-            f"recall of 4-fact held-out texts (n={self.n_docs}, seed {self.seed}); "
-            f"prompt {self.prompt_tokens_in_context:.0f} vs {self.prompt_tokens_adapter:.0f} tokens",
-            fontsize=9,
-        )
-        ax.legend(fontsize=8, loc="upper left", ncol=2)
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
-
     def table(self) -> str:
         rows = [
-            ("chance", self.chance, "-"),
             ("no_memory (base alone)", self.no_memory, f"{self.prompt_tokens_adapter:.1f}"),
             ("in_context (text in prompt)", self.in_context, f"{self.prompt_tokens_in_context:.1f}"),
             ("adapter (text -> LoRA, no text)", self.adapter, f"{self.prompt_tokens_adapter:.1f}"),
-            ("composed (+2 unrelated adapters)", self.composed, f"{self.prompt_tokens_adapter:.1f}"),
         ]
+        rows += [
+            (f"composed (+{n} unrelated adapters)", v, f"{self.prompt_tokens_adapter:.1f}")
+            for n, v in self.composed_by_n.items()
+        ]
+        if self.chance is not None:
+            rows.insert(0, ("chance", self.chance, "-"))
         if self.heldout_phrasing:
             rows += [
                 ("held-out phrasing: in_context", self.heldout_phrasing["in_context"], "-"),
                 ("held-out phrasing: adapter", self.heldout_phrasing["adapter"], "-"),
             ]
         lines = [
-            f"recall on {self.n_docs} held-out texts x 4 facts ({self.n_questions} questions), seed {self.seed}",
+            f"{self.model} ({self.language}): {self.n_docs} held-out texts, {self.n_questions} questions, "
+            f"seed {self.seed}",
             "",
-            f"| {'condition':<34} | {'recall':>7} | {'prompt tokens':>13} |",
-            f"|{'-' * 36}|{'-' * 9}|{'-' * 15}|",
+            f"| {'condition':<36} | {'recall':>7} | {'prompt tokens':>13} |",
+            f"|{'-' * 38}|{'-' * 9}|{'-' * 15}|",
         ]
-        lines += [f"| {name:<34} | {value:>7.3f} | {tokens:>13} |" for name, value, tokens in rows]
-        lines += [
-            "",
-            f"| {'genre':<12} | "
-            + " | ".join(f"{k:>10}" for k in ("no_memory", "in_context", "adapter", "composed"))
-            + " |",
-        ]
+        lines += [f"| {name:<36} | {value:>7.3f} | {tokens:>13} |" for name, value, tokens in rows]
+        cols = ["no_memory", "in_context", "adapter", *(f"composed_{n}" for n in self.composed_by_n)]
+        lines += ["", f"| {'genre':<12} | " + " | ".join(f"{c:>10}" for c in cols) + " |"]
         for genre, vals in self.by_genre.items():
-            lines.append(
-                f"| {genre:<12} | "
-                + " | ".join(f"{vals[k]:>10.3f}" for k in ("no_memory", "in_context", "adapter", "composed"))
-                + " |"
-            )
+            lines.append(f"| {genre:<12} | " + " | ".join(f"{vals[c]:>10.3f}" for c in cols) + " |")
+        if self.by_n_facts:
+            lines += ["", f"| {'facts/text':<10} | {'texts':>5} | {'in_context':>10} | {'adapter':>8} | {'rank':>6} |"]
+            for n, vals in self.by_n_facts.items():
+                lines.append(
+                    f"| {n:<10} | {vals['n_docs']:>5.0f} | {vals['in_context']:>10.3f} | {vals['adapter']:>8.3f} "
+                    f"| {vals['rank']:>6.1f} |"
+                )
         lines += [
             "",
+            "exact first words: " + ", ".join(f"{k} {v:.3f}" for k, v in self.exact_first_words.items()),
             f"internalize latency, median of {self.n_docs} single texts: {self.internalize_ms_median:.1f} ms "
             f"({self.torch_threads} torch threads)",
-            f"adapter: rank {self.adapter_rank}, {self.adapter_bytes:,} bytes on disk; composed rank "
-            f"{self.composed_rank}",
+            f"adapter: mean rank {self.adapter_rank:.1f}, {self.adapter_bytes:,} bytes on disk (first text); "
+            f"composed (N=2) mean rank {self.composed_rank:.1f}",
         ]
         return "\n".join(lines)
 
+    def plot(self, path: str) -> str:
+        """Recall per condition (bars per genre) and adapter recall by facts per text (PNG)."""
+        import matplotlib
 
-def draw_eval_set(n_docs: int, seed: int, *, heldout_phrasing: bool = False) -> list[list[Sample]]:
-    """``n_docs`` groups [target, distractor, distractor]; targets cycle through the genres."""
-    corpus = Corpus(seed, heldout_phrasing=heldout_phrasing)
-    groups = []
-    for i in range(n_docs):
-        target = corpus.sample(4, genre=GENRES[i % len(GENRES)])
-        used = set(target.keys)
-        group = [target]
-        for _ in range(2):
-            genre = corpus.rng.choice(GENRES)
-            try:
-                d = corpus.sample(4, genre=genre, exclude_keys=used)
-            except ValueError:
-                d = corpus.sample(4, genre="product", exclude_keys=used)
-            used |= d.keys
-            group.append(d)
-        groups.append(group)
-    return groups
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        conds = ["no_memory", "in_context", "adapter", *(f"composed_{n}" for n in self.composed_by_n)]
+        labels = [
+            "no memory",
+            "text in\ncontext",
+            "adapter\n(no text)",
+            *(f"adapter +{n}\nunrelated" for n in self.composed_by_n),
+        ]
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 1.3]})
+        width = 0.8 / max(len(self.by_genre), 1)
+        for k, (genre, vals) in enumerate(self.by_genre.items()):
+            xs = [i + (k - (len(self.by_genre) - 1) / 2) * width for i in range(len(conds))]
+            ax.bar(xs, [vals[c] for c in conds], width, label=genre, alpha=0.85)
+        overall = [self.no_memory, self.in_context, self.adapter, *self.composed_by_n.values()]
+        ax.scatter(range(len(conds)), overall, color="black", zorder=3, label="all")
+        ax.set_xticks(range(len(conds)), labels, fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("recall")
+        ax.set_title(
+            f"{self.model}: {self.n_docs} held-out texts (seed {self.seed}); prompt "
+            f"{self.prompt_tokens_in_context:.0f} vs {self.prompt_tokens_adapter:.0f} tokens",
+            fontsize=9,
+        )
+        ax.legend(fontsize=7, loc="upper left", ncol=3)
+        if self.by_n_facts:
+            ns = list(self.by_n_facts)
+            bx.plot(ns, [self.by_n_facts[n]["adapter"] for n in ns], "o-", label="adapter")
+            bx.plot(ns, [self.by_n_facts[n]["in_context"] for n in ns], "s--", label="in context")
+            bx.set_ylim(0, 1.05)
+            bx.set_xlabel("facts per text")
+            bx.set_title("capacity", fontsize=9)
+            bx.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
 
 
-def _accuracy(
-    model: WeightMemoryModel,
-    prompts: list[str],
-    answers: list[int],
-    adapters: Sequence[Sequence[LoraAdapter]] | None,
-    batch: int,
-) -> list[bool]:
-    hits: list[bool] = []
-    for s in range(0, len(prompts), batch):
-        rows = None if adapters is None else adapters[s : s + batch]
-        logits = model.next_token_logits(prompts[s : s + batch], rows, raw=True)
-        hits += (logits.argmax(-1).cpu() == torch.tensor(answers[s : s + batch])).tolist()
-    return hits
+@dataclass
+class _Question:
+    target: int  # index of its text among the targets
+    pair: QAPair
+    genre: str | None
 
 
-def in_context_recall(model: WeightMemoryModel, *, n_docs: int, seed: int, batch: int = 128) -> float:
-    """Recall of the base with the text in the prompt (the teacher), alone: cheap, so usable on
-    large samples where a threshold sits close to the true value."""
-    groups = draw_eval_set(n_docs, seed)
-    rng = Corpus(seed + 1).rng
-    vocab = model.tokenizer.get_vocab()
-    questions = [(g[0], f, f.question(rng)) for g in groups for f in g[0].facts]
-    hits = _accuracy(
-        model,
-        [render_prompt(q, s.text) for s, _, q in questions],
-        [vocab[f.value] for _, f, _ in questions],
-        None,
-        batch,
-    )
-    return sum(hits) / len(hits)
+def draw_distractors(
+    targets: Sequence[QAExample], pool: Sequence[QAExample], n: int, rng: random.Random
+) -> list[list[QAExample]]:
+    """Per target, ``n`` pool texts unrelated to it (no shared fact key), cycling through genres."""
+    out = []
+    for t in targets:
+        chosen: list[QAExample] = []
+        order = rng.sample(range(len(pool)), len(pool))
+        for j in order:
+            if len(chosen) == n:
+                break
+            if t.unrelated_to(pool[j]):
+                chosen.append(pool[j])
+        if len(chosen) < n:
+            raise ValueError(f"the pool holds fewer than {n} texts unrelated to {t.stable_id()}")
+        out.append(chosen)
+    return out
+
+
+class _Runner:
+    """Generates answers for many questions in batches, each row with its own adapters."""
+
+    def __init__(self, model: WeightMemoryModel, batch: int, max_new_tokens: int) -> None:
+        self.model, self.batch, self.max_new_tokens = model, batch, max_new_tokens
+
+    def replies(self, prompts: list[list[int]], adapters: Sequence[Sequence[LoraAdapter]] | None) -> list[str]:
+        out: list[str] = []
+        for s in range(0, len(prompts), self.batch):
+            rows = None if adapters is None else adapters[s : s + self.batch]
+            out += self.model.generate_ids(prompts[s : s + self.batch], rows, max_new_tokens=self.max_new_tokens)
+        return out
 
 
 def evaluate_recall(
     model: WeightMemoryModel,
+    language: Language,
     *,
     n_docs: int = 200,
     seed: int = DEFAULT_EVAL_SEED,
+    n_facts: int = 4,
+    compose_ns: Sequence[int] = COMPOSE_NS,
+    facts_per_text: Sequence[int] = N_FACTS,
+    docs_per_n_facts: int | None = None,
     heldout_docs: int | None = None,
     batch: int = 64,
+    max_new_tokens: int | None = None,
     progress: bool = True,
 ) -> RecallReport:
-    """Run the recall benchmark on ``model`` (see the module docstring)."""
-    groups = draw_eval_set(n_docs, seed)
-    vocab = model.tokenizer.get_vocab()
-    q_rng = Corpus(seed + 1).rng
+    """Run the recall benchmark on ``model`` with ``language``'s held-out data (module docstring)."""
+    prompts = model.prompts
+    targets = language.examples(n_docs, seed, n_facts=n_facts)
+    rng = random.Random(seed + 1)
+    n_max = max(compose_ns, default=0)
+    pool = language.examples(max(4 * n_docs, 64), seed + 3, n_facts=n_facts)
+    distractors = draw_distractors(targets, pool, n_max, rng) if n_max else [[] for _ in targets]
+    answer_len = max(len(prompts.answer_ids(p.question, p.answer)) for t in targets for p in t.qa)
+    runner = _Runner(model, batch, max_new_tokens or answer_len + 6)
 
-    # adapters: one batched pass for all texts; latency measured separately at batch size 1
-    texts = [s.text for g in groups for s in g]
-    adapters: list[LoraAdapter] = []
+    texts = list({t.context: None for t in targets} | {d.context: None for ds in distractors for d in ds})
+    adapters: dict[str, LoraAdapter] = {}
     for s in tqdm(range(0, len(texts), 32), desc="internalize", disable=not progress):
-        adapters += model.internalize_many(texts[s : s + 32])
-    by_text = {t: a for t, a in zip(texts, adapters, strict=True)}
+        adapters.update(zip(texts[s : s + 32], model.internalize_many(texts[s : s + 32]), strict=True))
     latencies = []
-    for g in tqdm(groups, desc="latency", disable=not progress):
+    for t in tqdm(targets, desc="latency", disable=not progress):
         t0 = time.perf_counter()
-        model.internalize(g[0].text)
+        model.internalize(t.context)
         latencies.append((time.perf_counter() - t0) * 1000)
 
-    questions: list[tuple[Sample, Fact, str]] = [(g[0], f, f.question(q_rng)) for g in groups for f in g[0].facts]
-    composed_for = {}
-    for g in groups:
-        parts = [by_text[s.text] for s in g]
-        order = q_rng.sample(range(3), 3)  # the target's position in the stack varies
-        composed_for[g[0].text] = LoraAdapter.compose([parts[i] for i in order])
-    answers = [vocab[f.value] for _, f, _ in questions]
-    bare = [render_prompt(q) for _, _, q in questions]
-    in_ctx = [render_prompt(q, s.text) for s, _, q in questions]
+    questions = [_Question(i, p, t.genre) for i, t in enumerate(targets) for p in t.qa]
+    bare = [prompts.student_ids(q.pair.question) for q in questions]
+    in_ctx = [prompts.teacher_ids(targets[q.target].context, q.pair.question) for q in questions]
+    own = [[adapters[targets[q.target].context]] for q in questions]
+    composed_for: dict[int, dict[int, LoraAdapter]] = defaultdict(dict)
+    for i, t in enumerate(targets):
+        for n in compose_ns:
+            parts = [adapters[t.context]] + [adapters[d.context] for d in distractors[i][:n]]
+            composed_for[n][i] = LoraAdapter.compose(rng.sample(parts, len(parts)))
 
-    hits = {
-        "no_memory": _accuracy(model, bare, answers, None, batch),
-        "in_context": _accuracy(model, in_ctx, answers, None, batch),
-        "adapter": _accuracy(model, bare, answers, [[by_text[s.text]] for s, _, _ in questions], batch),
-        "composed": _accuracy(model, bare, answers, [[composed_for[s.text]] for s, _, _ in questions], batch),
+    replies = {
+        "no_memory": runner.replies(bare, None),
+        "in_context": runner.replies(in_ctx, None),
+        "adapter": runner.replies(bare, own),
     }
-    mean = lambda xs: sum(xs) / max(len(xs), 1)  # noqa: E731
-    by_genre: dict[str, dict[str, float]] = defaultdict(dict)
-    for genre in GENRES:
-        idx = [i for i, (s, _, _) in enumerate(questions) if s.genre == genre]
-        for k, h in hits.items():
-            by_genre[genre][k] = mean([h[i] for i in idx])
+    for n in tqdm(compose_ns, desc="composed", disable=not progress):
+        replies[f"composed_{n}"] = runner.replies(bare, [[composed_for[n][q.target]] for q in questions])
+    hits = {k: [recalled(r, q.pair.answer) for r, q in zip(v, questions, strict=True)] for k, v in replies.items()}
+    exact = {
+        k: _mean([exact_first_words(r, q.pair.answer) for r, q in zip(v, questions, strict=True)])
+        for k, v in replies.items()
+    }
+    by_genre: dict[str, dict[str, float]] = {}
+    for genre in dict.fromkeys(q.genre for q in questions):
+        idx = [i for i, q in enumerate(questions) if q.genre == genre]
+        by_genre[str(genre)] = {k: _mean([h[i] for i in idx]) for k, h in hits.items()}
+
+    by_n: dict[str, dict[str, float]] = {}
+    per_n = docs_per_n_facts if docs_per_n_facts is not None else max(n_docs // 4, 1)
+    for n in tqdm(facts_per_text, desc="facts per text", disable=not progress or not per_n):
+        genres = [g for g in language.genres if language.max_facts(g) >= n]
+        if not per_n or not genres:
+            continue
+        docs = language.examples(per_n, seed + 10 + n, n_facts=n, genres=genres)
+        docs_adapters = model.internalize_many([d.context for d in docs])
+        qs = [(d, p, a) for d, a in zip(docs, docs_adapters, strict=True) for p in d.qa]
+        with_ad = runner.replies([prompts.student_ids(p.question) for _, p, _ in qs], [[a] for _, _, a in qs])
+        ctx = runner.replies([prompts.teacher_ids(d.context, p.question) for d, p, _ in qs], None)
+        by_n[str(n)] = {
+            "n_docs": float(len(docs)),
+            "adapter": _mean([recalled(r, p.answer) for r, (_, p, _) in zip(with_ad, qs, strict=True)]),
+            "in_context": _mean([recalled(r, p.answer) for r, (_, p, _) in zip(ctx, qs, strict=True)]),
+            "rank": _mean([a.rank for a in docs_adapters]),
+        }
 
     heldout: dict[str, float] = {}
     n_held = n_docs // 2 if heldout_docs is None else heldout_docs
     if n_held:
-        hgroups = draw_eval_set(n_held, seed + 2, heldout_phrasing=True)
-        hq = [(g[0], f, f.question(q_rng)) for g in hgroups for f in g[0].facts]
-        hadapters = model.internalize_many([g[0].text for g in hgroups])
-        hby = {g[0].text: a for g, a in zip(hgroups, hadapters, strict=True)}
-        hans = [vocab[f.value] for _, f, _ in hq]
+        hdocs = language.examples(n_held, seed + 2, n_facts=n_facts, heldout_phrasing=True)
+        hads = model.internalize_many([d.context for d in hdocs])
+        hq = [(d, p, a) for d, a in zip(hdocs, hads, strict=True) for p in d.qa]
+        h_ctx = runner.replies([prompts.teacher_ids(d.context, p.question) for d, p, _ in hq], None)
+        h_ad = runner.replies([prompts.student_ids(p.question) for _, p, _ in hq], [[a] for _, _, a in hq])
         heldout = {
-            "in_context": mean(_accuracy(model, [render_prompt(q, s.text) for s, _, q in hq], hans, None, batch)),
-            "adapter": mean(
-                _accuracy(model, [render_prompt(q) for _, _, q in hq], hans, [[hby[s.text]] for s, _, _ in hq], batch)
-            ),
+            "in_context": _mean([recalled(r, p.answer) for r, (_, p, _) in zip(h_ctx, hq, strict=True)]),
+            "adapter": _mean([recalled(r, p.answer) for r, (_, p, _) in zip(h_ad, hq, strict=True)]),
             "n_docs": float(n_held),
         }
 
+    first = adapters[targets[0].context]
     with tempfile.TemporaryDirectory() as tmp:
-        adapter_bytes = LoraAdapter.bytes_on_disk(adapters[0].save(f"{tmp}/a"))
-    count = lambda p: len(model.tokenizer(p, add_special_tokens=False)["input_ids"])  # noqa: E731
+        adapter_bytes = LoraAdapter.bytes_on_disk(first.save(f"{tmp}/a"))
+    chance_fn = getattr(language, "chance", None)
+    composed = {str(n): _mean(hits[f"composed_{n}"]) for n in compose_ns}
     return RecallReport(
+        model=model.name,
+        language=language.name,
         n_docs=n_docs,
         n_questions=len(questions),
         seed=seed,
-        chance=chance([f for _, f, _ in questions]),
-        no_memory=mean(hits["no_memory"]),
-        in_context=mean(hits["in_context"]),
-        adapter=mean(hits["adapter"]),
-        composed=mean(hits["composed"]),
-        prompt_tokens_in_context=statistics.mean(count(p) for p in in_ctx),
-        prompt_tokens_adapter=statistics.mean(count(p) for p in bare),
+        no_memory=_mean(hits["no_memory"]),
+        in_context=_mean(hits["in_context"]),
+        adapter=_mean(hits["adapter"]),
+        composed=composed.get("2", float("nan")),
+        composed_by_n=composed,
+        exact_first_words=exact,
+        prompt_tokens_in_context=statistics.mean(len(p) for p in in_ctx),
+        prompt_tokens_adapter=statistics.mean(len(p) for p in bare),
         internalize_ms_median=statistics.median(latencies),
         adapter_bytes=adapter_bytes,
-        adapter_rank=adapters[0].rank,
-        composed_rank=next(iter(composed_for.values())).rank,
+        adapter_rank=_mean([adapters[t.context].rank for t in targets]),
+        composed_rank=_mean([c.rank for c in composed_for[2].values()]) if 2 in compose_ns else float("nan"),
+        chance=chance_fn([q.pair for q in questions]) if chance_fn else None,
+        by_genre=by_genre,
+        by_n_facts=by_n,
         heldout_phrasing=heldout,
-        by_genre=dict(by_genre),
         torch_threads=torch.get_num_threads(),
     )
+
+
+def in_context_recall(
+    model: WeightMemoryModel, language: Language, *, n_docs: int, seed: int, n_facts: int = 4, batch: int = 128
+) -> float:
+    """Recall of the base with the text in the prompt (the teacher), alone: cheap, so usable on
+    large samples where a threshold sits close to the true value."""
+    docs = language.examples(n_docs, seed, n_facts=n_facts)
+    qs = [(d, p) for d in docs for p in d.qa]
+    answer_len = max(len(model.prompts.answer_ids(p.question, p.answer)) for _, p in qs)
+    runner = _Runner(model, batch, answer_len + 6)
+    replies = runner.replies([model.prompts.teacher_ids(d.context, p.question) for d, p in qs], None)
+    return _mean([recalled(r, p.answer) for r, (_, p) in zip(replies, qs, strict=True)])
+
+
+def _mean(xs: Sequence[float | bool]) -> float:
+    return sum(xs) / len(xs) if xs else float("nan")

@@ -1,5 +1,6 @@
 """The hypernetwork (text -> LoRA in one forward pass) and its meta-training loop."""
 
-from .model import HypernetConfig, Hypernetwork, TokenPieces
+from .config import ChatFormat, HypernetConfig
+from .model import Hypernetwork, TokenPieces
 
-__all__ = ["HypernetConfig", "Hypernetwork", "TokenPieces"]
+__all__ = ["ChatFormat", "HypernetConfig", "Hypernetwork", "TokenPieces"]

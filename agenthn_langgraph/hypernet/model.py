@@ -1,10 +1,10 @@
 """The hypernetwork: text -> LoRA weights in one forward pass (Doc-to-LoRA style).
 
-Like D2L it reads the frozen base model's per-layer hidden states over the text and emits rank-r
-``A`` and ``B`` for the chosen target modules of every layer, zero at initialisation. Unlike D2L's
-Perceiver (whose latent slots must learn *which key goes with which value*, where a first small
-try got stuck: ``shared/brief/calibration.md``), the generator is laid out as an associative
-memory:
+Like D2L it reads the frozen base model's per-layer hidden states over the text and emits ``A``
+and ``B`` for the chosen target modules of every layer, zero at initialisation. Unlike D2L's
+Perceiver (whose latent slots must learn *which key goes with which value*: a first small try got
+stuck having learned which values occur, not what they belong to), the generator is laid out as
+an associative memory:
 
 1. ``encode``: the base's hidden states of all layers at each text token are normalised,
    concatenated and projected to ``width``; a small bidirectional transformer (the *mixer*) lets
@@ -16,7 +16,10 @@ memory:
    question's activation to the text's tokens, ``sum_t b_t (x_t . x_q)``: tokens that resemble the
    question get consistent weight, so B receives a real learning signal from the first step
    (random keys give a zero-mean signal and training stalls).
-3. the ``rank`` tokens with the largest gates become the adapter: ``A = [a_t]``, ``B = [b_t]``.
+3. the selected tokens' pieces become the adapter: ``A = [a_t]``, ``B = [b_t]``. ``gated``
+   selection (the default) keeps every piece whose gate passes a threshold, so the rank grows with
+   the facts a text holds (a fixed top-r capped an adapter at r values); ``top_r`` keeps the r
+   highest-gated pieces (the first tiny default).
 
 The gate only *ranks* tokens. It never scales a piece: its value enters the delta through a
 straight-through factor that is exactly 1 forward and ``d/dg`` backward, so a gate learns "more of
@@ -24,14 +27,16 @@ this piece would help" without being able to switch pieces off. (Multiplicative 
 collapse to zero in the first steps, when every piece is still noise, and never recover.)
 
 A piece never mixes two tokens, so a value cannot be bound to the wrong key by the layout itself.
-Training (``hypernet/train.py``) uses the soft all-token delta and the hard top-r delta together.
+Training (``hypernet/train.py``) uses the soft all-token delta and the hard selected delta
+together. At inference :meth:`Hypernetwork.generate` streams the target modules one at a time and
+builds pieces for the selected tokens only, so its memory grows with the text and the adapter,
+not with every layer's input width times the text length.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -41,34 +46,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import CheckpointError
+from .config import HypernetConfig
 
 CONFIG_FILE = "hypernet_config.json"
 WEIGHTS_FILE = "hypernet.safetensors"
-
-
-@dataclass
-class HypernetConfig:
-    base_hidden_size: int
-    n_states: int  # hidden states read per token: embeddings + every decoder layer's output
-    targets: dict[str, tuple[int, int]]  # module name -> (d_in, d_out)
-    width: int = 256
-    mixer_layers: int = 2
-    mixer_heads: int = 4
-    rank: int = 8
-    window: int = 128  # encoder window in tokens; longer texts are chunked
-    base_fingerprint: str = ""
-    extra: dict[str, object] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        d = asdict(self)
-        d["targets"] = {k: list(v) for k, v in self.targets.items()}
-        return json.dumps(d, indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> HypernetConfig:
-        d = json.loads(text)
-        d["targets"] = {k: (int(v[0]), int(v[1])) for k, v in d["targets"].items()}
-        return cls(**d)
+Pieces = dict[str, tuple[torch.Tensor, torch.Tensor]]
+"""Per module: (A [N, R, d_in], B [N, d_out, R]) for a batch of N texts."""
 
 
 def _straight_through(gate: torch.Tensor) -> torch.Tensor:
@@ -100,6 +83,30 @@ class TokenPieces:
             out[name] = (a * keep.unsqueeze(-1), b.transpose(1, 2))
         return out
 
+    def gated(self, threshold: float, min_rank: int, max_rank: int | None = None) -> tuple[Pieces, torch.Tensor]:
+        """Adaptive selection: per text, as many pieces as any module gates at ``threshold`` or above.
+
+        Returns the pieces (padded to the batch's largest rank with zero pieces) and each text's
+        rank [N]. One rank per text for all modules: each module keeps its own best pieces.
+        """
+        ranks = adaptive_ranks(list(self.gate.values()), self.mask, threshold, min_rank, max_rank)
+        k = int(ranks.max())
+        out = {}
+        for name, gate in self.gate.items():
+            g, idx = gate.topk(k, dim=1)
+            valid = torch.gather(self.mask, 1, idx) * (torch.arange(k, device=idx.device) < ranks[:, None])
+            keep = valid * _straight_through(g)
+            a = torch.gather(self.a[name], 1, idx.unsqueeze(-1).expand(-1, -1, self.a[name].shape[-1]))
+            b = torch.gather(self.b[name], 1, idx.unsqueeze(-1).expand(-1, -1, self.b[name].shape[-1]))
+            out[name] = (a * keep.unsqueeze(-1), (b * valid.unsqueeze(-1)).transpose(1, 2))
+        return out, ranks
+
+    def select(self, config: HypernetConfig) -> Pieces:
+        """The pieces the product ships, by the checkpoint's selection rule."""
+        if config.selection == "top_r":
+            return self.top_r(config.rank)
+        return self.gated(config.gate_threshold, config.rank, config.max_rank)[0]
+
     def soft(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Every token's piece (training only): (A [N, T, d_in], B [N, d_out, T])."""
         out = {}
@@ -107,6 +114,21 @@ class TokenPieces:
             keep = self.mask * _straight_through(gate)
             out[n] = (self.a[n] * keep.unsqueeze(-1), self.b[n].transpose(1, 2))
         return out
+
+
+def adaptive_ranks(
+    gates: Sequence[torch.Tensor], mask: torch.Tensor, threshold: float, min_rank: int, max_rank: int | None
+) -> torch.Tensor:
+    """Rank per text [N]: the most pieces any module gates at ``threshold`` or above, clamped.
+
+    Never more than the text's tokens; never fewer than ``min_rank`` (or the text's tokens).
+    """
+    n_tokens = mask.sum(1).long()
+    counts = torch.stack([((g >= threshold) & mask.bool()).sum(1) for g in gates]).amax(0)
+    ranks = counts.clamp(min=min_rank)
+    if max_rank is not None:
+        ranks = ranks.clamp(max=max_rank)
+    return torch.minimum(ranks, n_tokens).clamp(min=1)
 
 
 class _ModuleHead(nn.Module):
@@ -123,23 +145,31 @@ class _ModuleHead(nn.Module):
         # copy prior: token t's piece may also write "say token t" (its unembedding row); 0 at init
         self.copy_scale = nn.Parameter(torch.zeros(()))
 
-    def forward(
-        self, z: torch.Tensor, mask: torch.Tensor, module_input: torch.Tensor, token_out: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def gate(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[N, T] in (0, 1), 0 on padding: how much this token's piece is wanted."""
+        return torch.sigmoid(self.to_gate(self.norm(z)).squeeze(-1)) * mask
+
+    def piece(
+        self, z: torch.Tensor, centred_input: torch.Tensor, token_out: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(key [.., d_in], value [.., d_out]) for tokens whose features are ``z``.
+
+        The key is the module's own input at the token, centred on the text's mean (MLP inputs
+        share a large common component, and uncentred keys match every question alike), unit-norm
+        (as D2L L2-normalises its latents: a piece's response a.x is bounded by ||x||, so the
+        delta's scale is learned by B alone), plus a learned correction.
+        """
         h = self.norm(z)
-        gate = torch.sigmoid(self.to_gate(h).squeeze(-1)) * mask
-        # unit-norm keys (as D2L L2-normalises its latents): a piece's response a.x is bounded by
-        # ||x||, so the delta's scale is learned by B alone and cannot blow up through A
-        # centre on the text's mean activation: MLP inputs share a large common component, and
-        # uncentred keys match every question alike (the delta degenerates to a bag of values)
-        x = module_input.float()
-        m = mask.unsqueeze(-1)
-        centred = x - (x * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)
-        key = F.normalize(centred, dim=-1) + self.to_a(h)
+        key = F.normalize(centred_input.float(), dim=-1) + self.to_a(h)
         value = self.to_b(h)
         if token_out is not None and token_out.shape[-1] == value.shape[-1]:
             value = value + self.copy_scale * token_out
-        return F.normalize(key, dim=-1), value, gate
+        return F.normalize(key, dim=-1), value
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)
 
 
 class Hypernetwork(nn.Module):
@@ -174,6 +204,19 @@ class Hypernetwork(nn.Module):
     def _key(name: str) -> str:
         return name.replace(".", "__")
 
+    def encode(self, hidden_states: Sequence[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
+        """Per-token features [N, T, width]: every layer's state, projected, then mixed across tokens."""
+        if len(hidden_states) != self.config.n_states:
+            raise ValueError(f"expected {self.config.n_states} hidden states, got {len(hidden_states)}")
+        t = attention_mask.shape[1]
+        if t > self.config.window:
+            raise ValueError(f"{t} tokens exceed the encoder window of {self.config.window}; chunk first")
+        states = torch.cat(
+            [self.state_norm(h.float()) * wt for h, wt in zip(hidden_states, self.state_weight, strict=True)], dim=-1
+        )
+        z = self.proj(states) + self.pos(torch.arange(t, device=states.device))
+        return self.mixer(z, src_key_padding_mask=~attention_mask.bool())
+
     def forward(
         self,
         hidden_states: Sequence[torch.Tensor],
@@ -181,7 +224,7 @@ class Hypernetwork(nn.Module):
         module_inputs: Mapping[str, torch.Tensor],
         token_out: torch.Tensor | None = None,
     ) -> TokenPieces:
-        """Per-token pieces for a batch of texts.
+        """Every token's piece for a batch of texts (training: all of them carry gradients).
 
         hidden_states: ``n_states`` tensors [N, T, d] (as ``output_hidden_states`` gives them);
         module_inputs: each target module's input over the text [N, T, d_in]
@@ -191,22 +234,58 @@ class Hypernetwork(nn.Module):
         missing = set(self._names) - set(module_inputs)
         if missing:
             raise ValueError(f"module inputs missing for {sorted(missing)[:3]}")
-        if len(hidden_states) != self.config.n_states:
-            raise ValueError(f"expected {self.config.n_states} hidden states, got {len(hidden_states)}")
-        n, t = attention_mask.shape
-        if t > self.config.window:
-            raise ValueError(f"{t} tokens exceed the encoder window of {self.config.window}; chunk first")
-        states = torch.cat(
-            [self.state_norm(h.float()) * wt for h, wt in zip(hidden_states, self.state_weight, strict=True)], dim=-1
-        )
-        mask = attention_mask.to(states.dtype)
-        z = self.proj(states) + self.pos(torch.arange(t, device=states.device))
-        z = self.mixer(z, src_key_padding_mask=~attention_mask.bool())
+        z = self.encode(hidden_states, attention_mask)
+        mask = attention_mask.to(z.dtype)
+        t = mask.shape[1]
         a, b, g = {}, {}, {}
         for name in self._names:
-            x_in = module_inputs[name][:, :t]
-            a[name], b[name], g[name] = self.heads[self._key(name)](z, mask, x_in, token_out)
+            head = self.heads[self._key(name)]
+            x = module_inputs[name][:, :t].float()
+            g[name] = head.gate(z, mask)
+            a[name], b[name] = head.piece(z, x - _masked_mean(x, mask), token_out)
         return TokenPieces(a, b, g, mask)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        hidden_states: Sequence[torch.Tensor],
+        attention_mask: torch.Tensor,
+        module_input: Callable[[str], torch.Tensor],
+        token_out: torch.Tensor | None = None,
+    ) -> tuple[Pieces, torch.Tensor]:
+        """The shipped adapters for a batch of texts: (pieces, rank per text [N]).
+
+        Streams the target modules: ``module_input(name)`` gives one module's input [N, T, d_in]
+        at a time, which is reduced to its mean and its selected rows before the next is asked
+        for; keys and values are computed for selected tokens only.
+        """
+        z = self.encode(hidden_states, attention_mask)
+        mask = attention_mask.to(z.dtype)
+        heads = [self.heads[self._key(n)] for n in self._names]
+        gates = [h.gate(z, mask) for h in heads]
+        cfg = self.config
+        if cfg.selection == "top_r":
+            ranks = torch.minimum(mask.sum(1).long(), torch.tensor(cfg.rank)).clamp(min=1)
+            k = min(cfg.rank, mask.shape[1])
+        else:
+            ranks = adaptive_ranks(gates, mask, cfg.gate_threshold, cfg.rank, cfg.max_rank)
+            k = int(ranks.max())
+        out: Pieces = {}
+        for name, head, gate in zip(self._names, heads, gates, strict=True):
+            idx = gate.topk(k, dim=1).indices  # [N, k]
+            valid = torch.gather(mask, 1, idx) * (torch.arange(k, device=idx.device) < ranks[:, None])
+            x = module_input(name)[:, : mask.shape[1]].float()
+            centred = torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1])) - _masked_mean(x, mask)
+            del x
+            z_sel = torch.gather(z, 1, idx.unsqueeze(-1).expand(-1, -1, z.shape[-1]))
+            tok = (
+                None
+                if token_out is None
+                else torch.gather(token_out, 1, idx.unsqueeze(-1).expand(-1, -1, token_out.shape[-1]))
+            )
+            key, value = head.piece(z_sel, centred, tok)
+            out[name] = (key * valid.unsqueeze(-1), (value * valid.unsqueeze(-1)).transpose(1, 2))
+        return out, ranks
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:

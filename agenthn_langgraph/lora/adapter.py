@@ -7,11 +7,18 @@ holds ``A [r, d_in]`` and ``B [d_out, r]``; the module's output becomes
 On disk an adapter is a directory (like peft's)::
 
     my_adapter/
-      adapter.json          # format tag, metadata, module list with shapes
+      adapter.json          # format tag, metadata, module list with shapes, sha256 of the weights file
       adapter.safetensors   # "<module>.lora_A", "<module>.lora_B"
 
 Loading never unpickles: JSON is parsed and tensors are read by safetensors, then every shape,
 dtype and value is checked before an adapter object exists.
+
+Integrity: shape, finiteness and norm checks cannot see a flipped mantissa bit (the adapter stays
+plausible and silently answers differently), so format version 2 records the sha256 of the exact
+``adapter.safetensors`` bytes in ``adapter.json`` and :meth:`LoraAdapter.load` refuses any file
+whose bytes no longer hash to it. Version-1 files (written before checksums existed) still load,
+with every other check, but unverified (``file_sha256`` is None); ``require_checksum=True`` refuses
+them, and saving an adapter again writes version 2.
 """
 
 from __future__ import annotations
@@ -28,12 +35,15 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 
 from ..errors import AdapterFormatError, AdapterMismatchError, AdapterNormError
 
 FORMAT = "agenthn-lora"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2 adds ``sha256`` (of ``adapter.safetensors``); version 1 files load unverified."""
+READABLE_VERSIONS = frozenset({1, 2})
 WEIGHTS_FILE = "adapter.safetensors"
 CONFIG_FILE = "adapter.json"
 # Largest ||scaling * B @ A||_F accepted from any file or generator. The relative check against
@@ -71,6 +81,8 @@ class _AdapterFile(BaseModel):
     scaling: float
     metadata: AdapterMetadata
     modules: dict[str, _ModuleEntry]
+    # sha256 of adapter.safetensors; required from version 2 on, absent in version 1.
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
 def text_sha256(text: str) -> str:
@@ -109,6 +121,9 @@ class LoraAdapter:
         }
         self.metadata = metadata
         self.scaling = float(scaling)
+        self.file_sha256: str | None = None
+        """The checksum this adapter's file was verified against by :meth:`load` (None when it was
+        made in memory or read from an unverified version-1 file)."""
         if validate:
             self.validate()
 
@@ -231,13 +246,19 @@ class LoraAdapter:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``adapter.safetensors`` then ``adapter.json`` (the JSON last: it marks completion)."""
+        """Write ``adapter.safetensors`` then ``adapter.json`` (the JSON last: it marks completion).
+
+        The JSON records the sha256 of the exact weights bytes written, so :meth:`load` notices any
+        later change to them (format version 2).
+        """
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
         tensors: dict[str, torch.Tensor] = {}
         for name, (a, b) in self.weights.items():
             tensors[f"{name}.lora_A"] = a.detach().to("cpu").contiguous()
             tensors[f"{name}.lora_B"] = b.detach().to("cpu").contiguous()
+        # Serialise once and hash those very bytes: hashing a re-read could bless a bad write.
+        data = save_safetensors(tensors, metadata={"format": FORMAT})
         header = _AdapterFile(
             format=FORMAT,
             version=FORMAT_VERSION,
@@ -247,14 +268,27 @@ class LoraAdapter:
                 n: _ModuleEntry(rank=a.shape[0], d_in=a.shape[1], d_out=b.shape[0])
                 for n, (a, b) in self.weights.items()
             },
+            sha256=hashlib.sha256(data).hexdigest(),
         )
-        _atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"format": FORMAT}))
+        _atomic_write(directory / WEIGHTS_FILE, lambda p: Path(p).write_bytes(data))
         _atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(header.model_dump_json(indent=2)))
         return directory
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, max_delta_norm: float = MAX_ABSOLUTE_DELTA_NORM) -> LoraAdapter:
-        """Read an adapter directory written by :meth:`save`; every failure is an AdapterFormatError."""
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        max_delta_norm: float = MAX_ABSOLUTE_DELTA_NORM,
+        require_checksum: bool = False,
+    ) -> LoraAdapter:
+        """Read an adapter directory written by :meth:`save`; every failure is an AdapterFormatError.
+
+        The weights file is read once; those bytes are hashed and compared with ``adapter.json``'s
+        ``sha256`` before they are parsed, so a single flipped bit is refused rather than applied.
+        A version-1 file has no checksum: it loads unverified (``file_sha256`` None) unless
+        ``require_checksum`` is set, in which case it is refused too.
+        """
         directory = Path(path)
         cfg_path, w_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
         if not directory.is_dir():
@@ -270,10 +304,27 @@ class LoraAdapter:
             ) from e
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise AdapterFormatError(f"{cfg_path}: not valid JSON") from e
-        if header.version != FORMAT_VERSION:
-            raise AdapterFormatError(f"{cfg_path}: format version {header.version}, expected {FORMAT_VERSION}")
+        if header.version not in READABLE_VERSIONS:
+            raise AdapterFormatError(
+                f"{cfg_path}: format version {header.version}, expected one of {sorted(READABLE_VERSIONS)}"
+            )
+        if header.version >= 2 and header.sha256 is None:
+            raise AdapterFormatError(f"{cfg_path}: version {header.version} file without its sha256 checksum")
+        if header.sha256 is None and require_checksum:
+            raise AdapterFormatError(
+                f"{cfg_path}: version-1 file without a checksum, refused (require_checksum=True); "
+                "load it with require_checksum=False and save it again to add one"
+            )
         try:
-            tensors = load_file(w_path)
+            data = w_path.read_bytes()
+        except OSError as e:
+            raise AdapterFormatError(f"{w_path}: unreadable ({e})") from e
+        if header.sha256 is not None and hashlib.sha256(data).hexdigest() != header.sha256:
+            raise AdapterFormatError(
+                f"{w_path}: checksum mismatch, the weights changed after they were written (corrupt file)"
+            )
+        try:
+            tensors = load_safetensors(data)
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
             raise AdapterFormatError(f"{w_path}: unreadable safetensors file ({e})") from e
         expected = {f"{n}.lora_{s}" for n in header.modules for s in "AB"}
@@ -290,6 +341,7 @@ class LoraAdapter:
             weights[name] = (a, b)
         adapter = cls(weights, metadata=header.metadata, scaling=header.scaling, validate=False)
         adapter.validate(max_delta_norm=max_delta_norm)
+        adapter.file_sha256 = header.sha256
         return adapter
 
     @staticmethod

@@ -10,19 +10,42 @@ model's outputs are bit-for-bit those of the base.
 Rows of one batch may carry different adapters: the plan concatenates every adapter's ranks and a
 ``row_mask [rows, R]`` says which ranks each row uses (generation with several return sequences
 per prompt repeats the mask row-wise).
+
+Two places run a forward pass outside the context that entered the plan, and both are handled:
+
+* **another thread** (the Hugging Face ``TextIteratorStreamer`` pattern runs ``model.generate`` in a
+  worker thread). A new thread starts with an empty context, so it sees *no* plan -- that is the
+  isolation guarantee. To hand a plan over on purpose, run the target through
+  :meth:`LoraInjector.bind` (``Thread(target=injector.bind(model.generate), ...)``), or through
+  ``contextvars.copy_context().run``.
+* **gradient checkpointing**: ``torch.utils.checkpoint`` recomputes a checkpointed block's forward
+  during ``backward()``, which usually runs after the ``with`` block has exited (and on CUDA, in
+  an autograd worker thread). Hugging Face models checkpointed with
+  ``gradient_checkpointing_enable()`` need nothing: the injector wraps each layer's checkpointing
+  function so the recomputation runs under the plan of the original forward (reentrant and
+  non-reentrant alike). A block checkpointed by hand is wrapped the same way:
+  ``checkpoint(injector.bind(block), x, use_reentrant=False)``.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator, Mapping, Sequence
+import functools
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
 
 import torch
 from torch import nn
 
 from .adapter import LoraAdapter
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_CURRENT: Any = object()  # bind()'s default: the plan active when bind() is called
+_CKPT_ATTR = "_gradient_checkpointing_func"  # where Hugging Face keeps a layer's checkpoint function
 
 
 @dataclass
@@ -53,6 +76,32 @@ def find_target_modules(model: nn.Module, suffixes: Sequence[str]) -> dict[str, 
     return found
 
 
+class _PlanCarryingCheckpoint:
+    """A Hugging Face layer's checkpointing function, made to carry the caller's plan into backward.
+
+    ``torch.utils.checkpoint`` re-runs ``function`` during ``backward()``; the ContextVar that held
+    the plan in the original forward is usually gone by then, and the recomputation would run
+    without the delta (reentrant: silently wrong gradients; non-reentrant: a CheckpointError).
+    Binding ``function`` to the plan active *now* makes both passes identical.
+    """
+
+    def __init__(self, inner: Callable[..., Any], injector: LoraInjector) -> None:
+        self.inner = inner
+        self.injector = injector
+
+    def __call__(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        plan = self.injector.active_plan()
+        if plan is not None:
+            function = self.injector.bind(function, plan)
+        return self.inner(function, *args, **kwargs)
+
+
+def _carriers(func: object) -> Iterator[_PlanCarryingCheckpoint]:
+    while isinstance(func, _PlanCarryingCheckpoint):
+        yield func
+        func = func.inner
+
+
 class LoraInjector:
     """Adds LoRA deltas to a model's target modules for the duration of a call.
 
@@ -76,6 +125,18 @@ class LoraInjector:
             f"agenthn_capture_{id(self)}", default=None
         )
         self._handles = [mod.register_forward_hook(self._hook_for(name)) for name, mod in self.modules.items()]
+        # Modules Hugging Face may checkpoint (layers, and models that checkpoint their layers
+        # themselves): a pre-hook wraps their checkpointing function on first use under a plan.
+        self._checkpointed = [m for m in model.modules() if hasattr(m, "gradient_checkpointing")]
+        # (a plain function, not a bound method: deepcopy of the model copies hooks, and would copy
+        # a bound method's injector, ContextVars and all)
+        carry = self._carry_plan_into_checkpoint
+
+        def carry_hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+            carry(module, args)
+
+        self._handles += [m.register_forward_pre_hook(carry_hook) for m in self._checkpointed]
+        self._wrap_lock = threading.Lock()
 
     @property
     def target_modules(self) -> list[str]:
@@ -117,6 +178,30 @@ class LoraInjector:
             return output + (h @ b.T).to(output.dtype)
 
         return hook
+
+    def _carry_plan_into_checkpoint(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        """Forward pre-hook: wrap ``module``'s checkpointing function once, if it checkpoints under a plan."""
+        if not (getattr(module, "gradient_checkpointing", False) and module.training and self._plan.get() is not None):
+            return
+        with self._wrap_lock:
+            func = module.__dict__.get(_CKPT_ATTR)
+            if func is not None and not any(c.injector is self for c in _carriers(func)):
+                setattr(module, _CKPT_ATTR, _PlanCarryingCheckpoint(func, self))
+
+    def _unwrap_checkpointing(self) -> None:
+        """Take this injector's wrappers out of every checkpointing function (others' stay)."""
+        with self._wrap_lock:
+            for module in self._checkpointed:
+                func = module.__dict__.get(_CKPT_ATTR)
+                outer: _PlanCarryingCheckpoint | None = None
+                for carrier in list(_carriers(func)):
+                    if carrier.injector is self:
+                        if outer is None:
+                            setattr(module, _CKPT_ATTR, carrier.inner)
+                        else:
+                            outer.inner = carrier.inner
+                        break
+                    outer = carrier
 
     # ------------------------------------------------------------------ plans
     def plan_for(
@@ -203,10 +288,38 @@ class LoraInjector:
             self._capture.reset(token)
 
     def active_plan(self) -> InjectionPlan | None:
+        """The plan active in the current context (``None``: the base model)."""
         return self._plan.get()
 
+    def bind(self, fn: Callable[P, R], plan: InjectionPlan | None = _CURRENT) -> Callable[P, R]:
+        """``fn`` made to run under ``plan`` wherever it is called; default: the plan active now.
+
+        Plans live in the current context, and a new thread starts with an empty one; this is the
+        supported way to hand a plan to code that runs elsewhere -- a worker thread (the
+        ``TextIteratorStreamer`` pattern), or a block checkpointed by hand, whose forward is
+        recomputed during ``backward()``::
+
+            with injector.apply([memory]):
+                Thread(target=injector.bind(model.generate), kwargs={..., "streamer": streamer}).start()
+            y = checkpoint(injector.bind(block), x, use_reentrant=False)
+        """
+        chosen: InjectionPlan | None = self._plan.get() if plan is _CURRENT else plan
+
+        @functools.wraps(fn)
+        def bound(*args: P.args, **kwargs: P.kwargs) -> R:
+            with self.use_plan(chosen):
+                return fn(*args, **kwargs)
+
+        return bound
+
+    @property
+    def removed(self) -> bool:
+        """Whether :meth:`remove` has detached the hooks."""
+        return not self._handles
+
     def remove(self) -> None:
-        """Detach the hooks for good."""
+        """Detach every hook and checkpoint wrapper this injector put on the model, for good."""
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self._unwrap_checkpointing()

@@ -1,31 +1,51 @@
 """Long-horizon memory: compact the oldest turns into adapters, and recall them per question.
 
-``CompactNode`` is where memory is compacted. When more than ``max_turns`` turns are un-compacted,
-the oldest ones are rendered with the model's chat template, internalized into one *segment*
-adapter (one hypernetwork forward pass), stored and indexed, and evicted from ``messages`` with
-``RemoveMessage``. Cuts fall only on turn boundaries (a turn starts at a human message), so an AI
-tool call is never separated from its ``ToolMessage`` results, and the newest human message always
-stays. Leading system messages are never evicted.
+``CompactNode`` is where memory is compacted. When the un-compacted messages hold more than
+``max_tokens`` tokens (counted by ``token_counter``, by default the model's own tokenizer and chat
+template, as langchain's ``trim_messages`` and langmem's ``SummarizationNode`` budget them), or more
+than ``max_turns`` turns, the oldest turns are rendered with the model's chat template,
+internalized into one *segment* adapter (one hypernetwork forward pass), stored and indexed, and
+evicted from ``messages`` with ``RemoveMessage``. Cuts fall only on turn boundaries (a turn starts
+at a human message), so an AI tool call is never separated from its ``ToolMessage`` results, and
+the newest turn, with the newest human message, always stays, even when it alone is over budget.
+Leading system messages are never evicted.
 
 ``MemoryRecallNode`` runs before the model answers: it searches the store for the segments most
 relevant to the latest question and puts their ids in ``active_adapters["segments"]``; the model
 node applies them to that call. The prompt stays a few turns long however long the thread grows.
+
+Compaction is idempotent. A segment's id is derived from its namespace, turn range and rendered
+text (:func:`segment_id`), never drawn at random, so a retried or replayed node writes the same id
+(found, not written again). And a crash after a segment's files are durable but before the thread's
+state is saved is survived without duplicates: the next run finds that stored segment (same first
+turn, same content, hence same id) and adopts it instead of compacting those turns a second time.
+Segments no state refers to any more (e.g. after a thread was rewound and went on differently) are
+removed explicitly with :meth:`CompactNode.remove_orphans`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import hashlib
+import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from langchain_core.language_models import BaseLanguageModel
 from langchain_core.messages import BaseMessage, HumanMessage, RemoveMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 
 from ..chat_model import LocalHypernetChatModel, to_chat_dicts
-from ..errors import AdapterNormError, TextTooLongError
+from ..errors import AdapterNormError, ArgumentTypeError, InvalidArgumentError, TextTooLongError
+from ..options import check_int_option
 from .state import NamespaceTemplate, latest_human_text, messages_of, ref, run_context
 
 DEFAULT_SEGMENT_NAMESPACE = ("memories", "{thread_id}")
+DEFAULT_MAX_TURNS = 6
+DEFAULT_KEEP_TURNS = 2
+
+TokenCounter = Callable[[Sequence[BaseMessage]], int]
+"""Tokens in a list of messages (``trim_messages``' ``token_counter`` shape)."""
 
 
 def split_turns(messages: Sequence[BaseMessage]) -> tuple[list[BaseMessage], list[list[BaseMessage]]]:
@@ -44,6 +64,25 @@ def split_turns(messages: Sequence[BaseMessage]) -> tuple[list[BaseMessage], lis
     return head, turns
 
 
+def segment_id(namespace: Sequence[str], turn_range: tuple[int, int], text: str) -> str:
+    """The id of the segment adapter of turns ``turn_range`` (inclusive) rendered as ``text``.
+
+    Deterministic, so the same compaction always names the same segment: ``seg-<first>-<last>-``
+    then 128 bits of sha256 over the namespace, the range and the text's own sha256. The
+    namespace is hashed in too, so two threads that happen to start with the same words do not
+    share ids (an id found in another namespace would read as that namespace's adapter).
+
+    >>> segment_id(("memories", "t1"), (0, 1), "hi") == segment_id(["memories", "t1"], (0, 1), "hi")
+    True
+    >>> segment_id(("memories", "t1"), (0, 1), "hi") != segment_id(("memories", "t2"), (0, 1), "hi")
+    True
+    """
+    first, last = turn_range
+    text_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    key = json.dumps([list(namespace), first, last, text_hash], separators=(",", ":"))
+    return f"seg-{first}-{last}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:32]}"
+
+
 def render_segment(model: LocalHypernetChatModel, messages: Sequence[BaseMessage]) -> str:
     """The segment as the model's chat template writes it (without the leading BOS token)."""
     text = model.engine.render(to_chat_dicts(messages), add_generation_prompt=False)
@@ -56,16 +95,35 @@ def render_segment(model: LocalHypernetChatModel, messages: Sequence[BaseMessage
 class CompactNode(RunnableLambda):
     """Internalize the oldest turns into a segment adapter and evict them from ``messages``.
 
+    Compaction triggers on a token budget, a turn count, or either (whichever is passed; with
+    neither, ``max_turns=6, keep_turns=2``). Once triggered, the fewest oldest turns are evicted
+    that bring what stays within both targets (``keep_tokens`` and ``keep_turns``), but never the
+    newest turn: a newest human message over budget on its own stays, and nothing is compacted
+    while it is the only turn.
+
     Args:
         model: the chat model whose hypernetwork writes the adapters.
         store: an :class:`~agenthn_langgraph.store.AdapterStore`.
+        max_tokens: compact once the messages (leading system messages included) hold more than
+            this many tokens (an int >= 1).
+        keep_tokens: tokens left after compacting, at most (1 <= keep_tokens <= max_tokens;
+            default ``max_tokens // 2``, so a thread is not compacted again on the very next turn).
+        token_counter: counts a list of messages, as in langchain's ``trim_messages``: a callable
+            ``(messages) -> int`` or a language model (its ``get_num_tokens_from_messages``).
+            Default: ``model``'s own tokenizer and chat template.
         max_turns: compact once more than this many turns are un-compacted (>= 1).
-        keep_turns: turns left in context after compacting (1 <= keep_turns <= max_turns).
+        keep_turns: turns left in context after compacting (1 <= keep_turns <= max_turns; default 2).
         max_segment_turns: at most this many turns go into one segment adapter.
         namespace: where segments are stored; default ``("memories", "{thread_id}")``.
 
+    A budget that is not an int (``"7"``, ``7.5``, ``nan``) raises :class:`ArgumentTypeError` (a
+    ``TypeError``); zero or negative, or ``keep_*`` above ``max_*``, :class:`InvalidArgumentError`
+    (a ``ValueError``), as does ``keep_tokens`` / ``keep_turns`` without its ``max_*``.
+
     Writes ``messages`` (``RemoveMessage`` for each evicted one), ``memory_segments`` and
-    ``compacted_turns``. Nothing happens (``{}``) while the thread is short.
+    ``compacted_turns``. Nothing happens (``{}``) while the thread is short. Running it again on
+    the same state (a retry, a replay, a crash before the state was saved) stores nothing twice:
+    see :func:`segment_id`.
 
     Example:
         >>> from agenthn_langgraph.store import AdapterStore
@@ -83,36 +141,111 @@ class CompactNode(RunnableLambda):
         model: LocalHypernetChatModel,
         store: Any,
         *,
-        max_turns: int = 6,
-        keep_turns: int = 2,
+        max_tokens: int | None = None,
+        keep_tokens: int | None = None,
+        token_counter: TokenCounter | BaseLanguageModel | None = None,
+        max_turns: int | None = None,
+        keep_turns: int | None = None,
         max_segment_turns: int = 8,
         namespace: str | Sequence[str] = DEFAULT_SEGMENT_NAMESPACE,
         name: str = "compact",
     ) -> None:
-        if not 1 <= keep_turns <= max_turns:
-            raise ValueError(f"need 1 <= keep_turns <= max_turns, got keep_turns={keep_turns}, max_turns={max_turns}")
-        if max_segment_turns < 1:
-            raise ValueError("max_segment_turns must be >= 1")
+        if max_tokens is None and max_turns is None:
+            max_turns = DEFAULT_MAX_TURNS
+        if max_turns is not None:
+            max_turns = check_int_option("max_turns", max_turns)
+            # the default target is clamped to a smaller max_turns; a keep_turns given is checked
+            keep_turns = min(DEFAULT_KEEP_TURNS, max_turns) if keep_turns is None else keep_turns
+            keep_turns = check_int_option("keep_turns", keep_turns)
+            if keep_turns > max_turns:
+                raise InvalidArgumentError(
+                    f"need 1 <= keep_turns <= max_turns, got keep_turns={keep_turns}, max_turns={max_turns}"
+                )
+        elif keep_turns is not None:
+            raise InvalidArgumentError("keep_turns is the target of max_turns; pass max_turns too")
+        if max_tokens is not None:
+            max_tokens = check_int_option("max_tokens", max_tokens)
+            keep_tokens = check_int_option(
+                "keep_tokens", max(1, max_tokens // 2) if keep_tokens is None else keep_tokens
+            )
+            if keep_tokens > max_tokens:
+                raise InvalidArgumentError(
+                    f"need 1 <= keep_tokens <= max_tokens, got keep_tokens={keep_tokens}, max_tokens={max_tokens}"
+                )
+        elif keep_tokens is not None:
+            raise InvalidArgumentError("keep_tokens is the target of max_tokens; pass max_tokens too")
+        if token_counter is not None and not (callable(token_counter) or isinstance(token_counter, BaseLanguageModel)):
+            kind = type(token_counter).__name__
+            raise ArgumentTypeError(
+                f"token_counter must be a callable (messages) -> int or a language model, got {kind}"
+            )
+        max_segment_turns = check_int_option("max_segment_turns", max_segment_turns)
         self.model, self.store = model, store
         self.max_turns, self.keep_turns, self.max_segment_turns = max_turns, keep_turns, max_segment_turns
+        self.max_tokens, self.keep_tokens = max_tokens, keep_tokens
+        self.token_counter = token_counter
         self.namespace = NamespaceTemplate(namespace)
         super().__init__(self._compact, afunc=self._acompact, name=name)
 
+    def count_tokens(self, messages: Sequence[BaseMessage]) -> int:
+        """Tokens in ``messages`` by ``token_counter`` (default: the model's tokenizer and chat template)."""
+        counter = self.token_counter
+        if counter is None:
+            n = self.model.get_num_tokens_from_messages(list(messages))
+        elif isinstance(counter, BaseLanguageModel):
+            n = counter.get_num_tokens_from_messages(list(messages))
+        else:
+            n = counter(list(messages))
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise ArgumentTypeError(f"token_counter must return an int, got {type(n).__name__} {n!r}")
+        return n
+
+    def turns_to_compact(self, head: Sequence[BaseMessage], turns: Sequence[Sequence[BaseMessage]]) -> int:
+        """How many of the oldest ``turns`` to compact now (0: none); never the newest turn."""
+        n = len(turns)
+        if n <= 1:
+            return 0
+        over_turns = self.max_turns is not None and n > self.max_turns
+        over_tokens = (
+            self.max_tokens is not None and self.count_tokens([*head, *(m for t in turns for m in t)]) > self.max_tokens
+        )
+        if not (over_turns or over_tokens):
+            return 0
+        evict = 0
+        if self.max_turns is not None and self.keep_turns is not None:
+            evict = max(evict, n - self.keep_turns)
+        if self.keep_tokens is not None:
+            while (
+                evict < n - 1 and self.count_tokens([*head, *(m for t in turns[evict:] for m in t)]) > self.keep_tokens
+            ):
+                evict += 1
+        return min(evict, n - 1)
+
     def _compact(self, state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         messages = messages_of(state)
-        _, turns = split_turns(messages)
-        if len(turns) <= self.max_turns:
+        head, turns = split_turns(messages)
+        n_old = self.turns_to_compact(head, turns)
+        if n_old == 0:
             return {}
         namespace = self.namespace.format(config, run_context())
-        old = turns[: len(turns) - self.keep_turns]
+        old = turns[:n_old]
         evicted = [m for turn in old for m in turn]
         if any(m.id is None for m in evicted):  # checked before anything is written
             raise ValueError("messages to evict have no id; build state through add_messages")
         first_turn = int(state.get("compacted_turns") or 0)
+        stored = self._stored_ranges(namespace, first_turn)
         segment_ids: list[str] = []
-        for start in range(0, len(old), self.max_segment_turns):
+        start = 0
+        while start < len(old):
+            adopted = self._adopt_stored(stored, old[start:], first_turn + start, namespace)
+            if adopted is not None:
+                # An earlier run stored these turns but its state was never saved (a crash).
+                segment_ids.append(adopted[0])
+                start += adopted[1]
+                continue
             group = old[start : start + self.max_segment_turns]
             segment_ids += self._store_segments(group, first_turn + start, namespace)
+            start += len(group)
         return {
             "messages": [RemoveMessage(id=m.id) for m in evicted],
             "memory_segments": segment_ids,
@@ -126,6 +259,11 @@ class CompactNode(RunnableLambda):
         can therefore never make a thread un-compactable."""
         text = render_segment(self.model, [m for turn in group for m in turn])
         turn_range = (first_turn, first_turn + len(group) - 1)
+        # The id comes from the full rendered turns, also when only a head of them is internalized
+        # below, so a replay recognises the segment before doing any of that work again.
+        seg_id = segment_id(namespace, turn_range, text)
+        if self.store.exists(seg_id, namespace=namespace):
+            return [seg_id]
         extra: dict[str, Any] = {}
         try:
             adapter = self.model.internalize(text, kind="segment", extra={"turn_start": turn_range[0]})
@@ -137,9 +275,60 @@ class CompactNode(RunnableLambda):
             adapter, text = self._internalize_head(text, turn_range[0])
             extra = {"truncated": True}
         record = self.store.put(
-            adapter, namespace=namespace, text=text, kind="segment", turn_range=turn_range, extra=extra or None
+            adapter,
+            namespace=namespace,
+            text=text,
+            kind="segment",
+            adapter_id=seg_id,
+            turn_range=turn_range,
+            extra=extra or None,
         )
         return [record.id]
+
+    def _stored_ranges(self, namespace: tuple[str, ...], first_turn: int) -> dict[int, list[tuple[int, str]]]:
+        """Stored segments that start at or after ``first_turn``: ``{first: [(last, id), ...]}``, longest first.
+
+        Only these can be left over from a run whose state was lost; earlier ones are in the state.
+        """
+        out: dict[int, list[tuple[int, str]]] = {}
+        for rec in self.store.list(namespace=namespace, kind="segment"):
+            if rec.turn_start is not None and rec.turn_end is not None and rec.turn_start >= first_turn:
+                out.setdefault(rec.turn_start, []).append((rec.turn_end, rec.id))
+        for ranges in out.values():
+            ranges.sort(reverse=True)
+        return out
+
+    def _adopt_stored(
+        self,
+        stored: dict[int, list[tuple[int, str]]],
+        turns: list[list[BaseMessage]],
+        first_turn: int,
+        namespace: tuple[str, ...],
+    ) -> tuple[str, int] | None:
+        """(id, number of turns) of a stored segment holding exactly the next turns, if there is one.
+
+        A segment counts only if its id is the one these very turns would get: same range, same
+        rendered content. A segment of a thread that was rewound and went on differently does not.
+        """
+        for last, stored_id in stored.get(first_turn, []):
+            n = last - first_turn + 1
+            if n > len(turns):
+                continue
+            text = render_segment(self.model, [m for turn in turns[:n] for m in turn])
+            if segment_id(namespace, (first_turn, last), text) == stored_id:
+                return stored_id, n
+        return None
+
+    def remove_orphans(self, state: dict[str, Any], config: RunnableConfig | None = None) -> list[str]:
+        """Delete this thread's stored segments that ``state["memory_segments"]`` does not list.
+
+        For the thread's owner, who knows the state is final (e.g. after rewinding a thread to an
+        earlier checkpoint and continuing differently); not while a compaction of the same thread
+        may be running. Returns the removed ids.
+        """
+        namespace = self.namespace.format(config, run_context())
+        keep = list(state.get("memory_segments") or [])
+        return list(self.store.remove_orphans(namespace, keep, kind="segment"))
 
     def _internalize_head(self, text: str, turn_start: int) -> tuple[Any, str]:
         engine = self.model.engine

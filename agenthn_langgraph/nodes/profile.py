@@ -8,6 +8,10 @@ user's namespace), replacing the previous one. The node also puts that adapter i
 
 Two extractors ship: :class:`RuleProfileExtractor` (patterns; works with the tiny default and
 needs no model) and :class:`ChatModelProfileExtractor` (any chat model that can write JSON).
+
+Edits not yet internalized wait in the thread's state, **keyed by the user's namespace**: several
+users may speak on one thread (a group chat, a shared kiosk session), and one user's pending facts
+must never be internalized into another user's profile.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import logging
 import re
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
@@ -26,6 +31,7 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from ..chat_model import LocalHypernetChatModel
+from ..options import check_int_option
 from .compact import render_segment
 from .state import NamespaceTemplate, latest_human_text, messages_of, ref, run_context
 
@@ -62,33 +68,43 @@ class ProfileExtractor(Protocol):
     def __call__(self, messages: Sequence[BaseMessage], facts: Mapping[str, str]) -> list[ProfileEdit]: ...
 
 
-def _statement_patterns() -> dict[str, list[re.Pattern[str]]]:
-    from ..tiny_default.language import ATTRIBUTES
-
-    patterns: dict[str, list[re.Pattern[str]]] = {}
-    for a in ATTRIBUTES:
-        if a.genre in ("profile", "preference"):
-            for template in a.statements:
-                rx = re.escape(template).replace(re.escape("{v}"), r"(?P<v>[\w-]+)")
-                patterns.setdefault(a.name, []).append(re.compile(rf"^{rx}$"))
-    return patterns
+def patterns_of(model: LocalHypernetChatModel) -> dict[str, list[re.Pattern[str]]]:
+    """The statement patterns of the model's language, when it has them (the tiny default does)."""
+    language = getattr(model.engine, "language", None)
+    patterns = getattr(language, "statement_patterns", None)
+    return patterns() if callable(patterns) else {}
 
 
 class RuleProfileExtractor:
-    """Edits from first-person statements in the latest human message, by patterns.
+    r"""Edits from first-person statements in the latest human message, by patterns.
 
-    Defaults cover the tiny default's language ("my pet is a frog .", "i live in lima .") plus a
-    generic ``my <thing> is <value>``; ``forget my <key>`` removes a fact.
+    ``patterns`` map a key to regexes with a ``v`` group (a language can supply them, see
+    :func:`patterns_of`); a generic ``my <thing> is <value>`` always applies, and ``forget my
+    <key>`` removes a fact.
 
-    >>> RuleProfileExtractor()([HumanMessage("hi . i live in lima . forget my pet .")], {"pet": "my pet is a cat ."})
+    >>> rx = {"city": [re.compile(r"^i live in (?P<v>[\w-]+) \.$")]}
+    >>> RuleProfileExtractor(rx)([HumanMessage("hi . i live in lima . forget my pet .")], {"pet": "my pet is a cat ."})
     [ProfileEdit(op='add', key='city', value='i live in lima .'), ProfileEdit(op='remove', key='pet', value=None)]
     """
 
     _GENERIC = re.compile(r"^my (?P<key>[\w ]{1,30}?) is (?P<v>[\w -]+) \.$")
     _FORGET = re.compile(r"^forget (?:my |about my )?(?P<key>[\w ]{1,30}?) \.$")
 
-    def __init__(self, patterns: Mapping[str, Sequence[re.Pattern[str]]] | None = None) -> None:
-        self.patterns = dict(patterns) if patterns is not None else _statement_patterns()
+    def __init__(
+        self,
+        patterns: Mapping[str, Sequence[re.Pattern[str]]] | None = None,
+        *,
+        model: LocalHypernetChatModel | None = None,
+    ) -> None:
+        """``model``: take the patterns of the model's language, on first use (no load at graph build)."""
+        self._patterns = dict(patterns) if patterns is not None else None
+        self._model = model
+
+    @property
+    def patterns(self) -> dict[str, Sequence[re.Pattern[str]]]:
+        if self._patterns is None:
+            self._patterns = patterns_of(self._model) if self._model is not None else {}
+        return self._patterns
 
     @staticmethod
     def sentences(text: str) -> list[str]:
@@ -146,14 +162,54 @@ def render_profile(model: LocalHypernetChatModel, facts: Mapping[str, str]) -> s
     return render_segment(model, turns)
 
 
-_LOCKS: dict[tuple[str, ...], threading.Lock] = {}
+class _NamespaceLock:
+    """A lock that can be weakly referenced (``threading.Lock`` cannot)."""
+
+    __slots__ = ("_lock", "__weakref__")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> bool:
+        return self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+# Weak values: a user's lock lives only while some thread holds or waits on it, so a long-running
+# server does not keep one lock per user it ever saw. Two threads of one user that overlap get the
+# same lock (the first keeps it alive); once both are done it is dropped.
+_LOCKS: weakref.WeakValueDictionary[tuple[str, ...], _NamespaceLock] = weakref.WeakValueDictionary()
 _LOCKS_GUARD = threading.Lock()
 
 
-def _namespace_lock(namespace: tuple[str, ...]) -> threading.Lock:
-    """One lock per user namespace in this process (read-modify-write of the profile adapter)."""
+def _namespace_lock(namespace: tuple[str, ...]) -> _NamespaceLock:
+    """One lock per user namespace in this process (read-modify-write of the profile adapter).
+
+    Keep the returned object for as long as the lock is needed: it is what keeps it shared.
+    """
     with _LOCKS_GUARD:
-        return _LOCKS.setdefault(tuple(namespace), threading.Lock())
+        lock = _LOCKS.get(tuple(namespace))
+        if lock is None:
+            lock = _LOCKS[tuple(namespace)] = _NamespaceLock()
+        return lock
+
+
+def pending_key(namespace: Sequence[str]) -> str:
+    """The key of a user's pending edits in ``state["profile_pending"]`` (the namespace as JSON)."""
+    return json.dumps(list(namespace))
+
+
+def _pending_by_user(state: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """``profile_pending`` as {namespace key: edits}. A list (the format before edits were keyed
+    by user) cannot say whose edits it holds, so it is dropped rather than given to whoever
+    speaks next."""
+    raw = state.get("profile_pending") or {}
+    if isinstance(raw, list):
+        log.warning("dropping %d pending profile edits of an unknown user (state from an older version)", len(raw))
+        return {}
+    return {str(k): list(v) for k, v in raw.items() if v}
 
 
 class ProfileUpdateNode(RunnableLambda):
@@ -163,7 +219,7 @@ class ProfileUpdateNode(RunnableLambda):
         model: the chat model whose hypernetwork writes the profile adapter.
         store: an :class:`~agenthn_langgraph.store.AdapterStore`.
         extractor: turns the conversation into :class:`ProfileEdit` s; default
-            :class:`RuleProfileExtractor`.
+            :class:`RuleProfileExtractor` with the patterns of the model's language.
         internalize_every: internalize after this many applied edits (``0``: only on demand).
         namespace: the user's namespace; default ``("profiles", "{user_id}")``.
         render: profile document -> text to internalize; default :func:`render_profile`.
@@ -172,11 +228,12 @@ class ProfileUpdateNode(RunnableLambda):
         ``profile_updates=False`` switches editing off (the stored adapter is still applied);
         ``internalize_profile=True`` internalizes now.
 
-    Writes ``profile`` (the document), ``profile_pending`` (this thread's edits not yet
-    internalized) with its count ``profile_pending_edits``, and ``active_adapters["profile"]``.
-    Internalizing re-reads the stored profile under a per-user lock and applies the pending edits
-    to it, so two threads of one user never overwrite each other's facts (within one process;
-    across processes, serve one user from one worker).
+    Writes ``profile`` (the current user's document), ``profile_pending`` (edits not yet
+    internalized, ``{namespace key: edits}``: each user's own, so users who share a thread never
+    write into each other's profile), ``profile_pending_edits`` (the current user's count) and
+    ``active_adapters["profile"]``. Internalizing re-reads the stored profile under a per-user
+    lock and applies that user's pending edits to it, so two threads of one user never overwrite
+    each other's facts (within one process; across processes, serve one user from one worker).
     """
 
     def __init__(
@@ -190,10 +247,9 @@ class ProfileUpdateNode(RunnableLambda):
         render: Callable[[LocalHypernetChatModel, Mapping[str, str]], str] = render_profile,
         name: str = "update_profile",
     ) -> None:
-        if internalize_every < 0:
-            raise ValueError("internalize_every must be >= 0")
+        check_int_option("internalize_every", internalize_every, minimum=0)
         self.model, self.store = model, store
-        self.extractor = extractor or RuleProfileExtractor()
+        self.extractor = extractor or RuleProfileExtractor(model=model)
         self.internalize_every = internalize_every
         self.namespace = NamespaceTemplate(namespace)
         self.render = render
@@ -228,8 +284,11 @@ class ProfileUpdateNode(RunnableLambda):
         configurable = config.get("configurable", {}) or {}
         namespace = self.namespace.format(config, run_context())
         # The document is the user's stored profile (shared by all their threads) plus this
-        # thread's edits not yet internalized; the thread keeps edits, never a stale full copy.
-        pending = [ProfileEdit.model_validate(e) for e in state.get("profile_pending") or []]
+        # user's edits on this thread not yet internalized; the thread keeps edits, never a stale
+        # full copy, and keeps them per user: only this user's own are read, applied or written.
+        key = pending_key(namespace)
+        by_user = _pending_by_user(state)
+        pending = [ProfileEdit.model_validate(e) for e in by_user.pop(key, [])]
         stored = self.stored_facts(namespace)
         facts, _ = apply_edits(stored or {}, pending)
         if configurable.get("profile_updates", True) and messages and isinstance(messages[-1], HumanMessage):
@@ -244,9 +303,11 @@ class ProfileUpdateNode(RunnableLambda):
                 stored = facts or None  # internalize() deletes the adapter when nothing is left
             pending = []
         active = [ref(PROFILE_ID, namespace)] if stored is not None else []
+        if pending:
+            by_user[key] = [e.model_dump() for e in pending]
         return {
             "profile": facts,
-            "profile_pending": [e.model_dump() for e in pending],
+            "profile_pending": by_user,
             "profile_pending_edits": len(pending),
             "active_adapters": {"profile": active},
         }

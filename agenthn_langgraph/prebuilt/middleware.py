@@ -1,6 +1,6 @@
 """Add weight memory to an existing ``langchain.agents.create_agent`` agent in one line.
 
-    agent = create_agent(model, tools, middleware=[WeightMemoryMiddleware(model, store)])
+    agent = create_agent(model, tools, middleware=[WeightMemoryMiddleware(model, adapter_store)])
 
 ``before_model`` compacts old turns into segment adapters (evicting them) and recalls the
 segments relevant to the latest question; ``wrap_model_call`` applies them to that model call.
@@ -13,11 +13,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, NotRequired
 
 from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
+from langchain_core.language_models import BaseLanguageModel
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from ..chat_model import LocalHypernetChatModel
-from ..nodes.compact import DEFAULT_SEGMENT_NAMESPACE, CompactNode, MemoryRecallNode
+from ..nodes.compact import DEFAULT_SEGMENT_NAMESPACE, CompactNode, MemoryRecallNode, TokenCounter
 from ..nodes.state import AdapterRef, add_ids, add_int, all_adapter_refs, merge_active_adapters
 from ._common import resolve_model, resolve_store
 
@@ -36,20 +37,30 @@ class WeightMemoryMiddleware(AgentMiddleware[WeightMemoryAgentState]):
     def __init__(
         self,
         model: LocalHypernetChatModel | None = None,
-        store: Any = None,
+        adapter_store: Any = None,
         *,
-        max_turns: int = 6,
-        keep_turns: int = 2,
+        max_tokens: int | None = None,
+        keep_tokens: int | None = None,
+        token_counter: TokenCounter | BaseLanguageModel | None = None,
+        max_turns: int | None = None,
+        keep_turns: int | None = None,
         top_k: int = 1,
         namespace: str | Sequence[str] = DEFAULT_SEGMENT_NAMESPACE,
     ) -> None:
         super().__init__()
         self.model = resolve_model(model)
-        self.store = resolve_store(self.model, store)
+        self.adapter_store = resolve_store(self.model, adapter_store)
         self.compact = CompactNode(
-            self.model, self.store, max_turns=max_turns, keep_turns=keep_turns, namespace=namespace
+            self.model,
+            self.adapter_store,
+            max_tokens=max_tokens,
+            keep_tokens=keep_tokens,
+            token_counter=token_counter,
+            max_turns=max_turns,
+            keep_turns=keep_turns,
+            namespace=namespace,
         )
-        self.recall = MemoryRecallNode(self.store, top_k=top_k, namespace=namespace)
+        self.recall = MemoryRecallNode(self.adapter_store, top_k=top_k, namespace=namespace)
 
     def before_model(self, state: WeightMemoryAgentState, runtime: Runtime) -> dict[str, Any] | None:
         return self._before_with_config(dict(state), get_config())
@@ -62,7 +73,7 @@ class WeightMemoryMiddleware(AgentMiddleware[WeightMemoryAgentState]):
 
     def _with_adapters(self, request: ModelRequest) -> ModelRequest:
         refs = all_adapter_refs(request.state or {})
-        settings = {**(request.model_settings or {}), "adapters": refs, "adapter_store": self.store}
+        settings = {**(request.model_settings or {}), "adapters": refs, "adapter_store": self.adapter_store}
         return request.override(model_settings=settings)
 
     def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]) -> ModelResponse:

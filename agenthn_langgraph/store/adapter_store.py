@@ -25,6 +25,13 @@ removes the index entry, then the files. :meth:`AdapterStore.reconcile` (run on 
 or undoes whatever a crash interrupted, and moves anything unreadable to ``quarantine/`` instead
 of deleting it.
 
+Forgetting: deleting from Chroma's API does not delete from Chroma's files. Its write-ahead log
+(``embeddings_queue`` in ``chroma.sqlite3``) keeps every document, metadata and vector written,
+until the vector segment has been synced to disk past it; SQLite keeps deleted rows in free pages;
+the FTS index keeps deleted documents' trigrams; HNSW keeps deleted vectors in their slots. So a
+delete here (by default) overwrites the doomed vectors, deletes the entries, makes Chroma purge its
+log (see :meth:`AdapterStore.purge`), merges the FTS index and VACUUMs the database.
+
 One embedded store (``chroma/``) should be used by one process at a time (Chroma's local mode);
 for several processes, run ``chroma run --path DIR`` and pass ``client=chromadb.HttpClient(...)``.
 
@@ -41,7 +48,7 @@ Example:
     True
     >>> store.search("which animal do i own?", namespace=("users", "bob"))
     []
-    >>> model.generate("what pet do i have ?", adapters=[store.get(rec.id, namespace=("users", "alice"))])
+    >>> model.generate("what pet do i have ?", adapters=[store.get(rec.id, namespace=("users", "alice"))]).split()[0]
     'frog'
     >>> tmp.cleanup()
 """
@@ -55,13 +62,18 @@ import math
 import os
 import re
 import shutil
+import sqlite3
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, get_args
 
+from langgraph.store.base import BaseStore
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import (
@@ -70,9 +82,11 @@ from ..errors import (
     AdapterNotFoundError,
     EmptyTextError,
     NamespaceError,
+    PurgeIncompleteError,
     StoreMismatchError,
 )
 from ..lora.adapter import AdapterKind, LoraAdapter
+from .langgraph_store import LangGraphStoreMixin, also_langgraph
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -100,7 +114,15 @@ _META_EMBEDDING = "agenthn_embedding"
 _META_FORMAT = "agenthn_store_format"
 _STORE_FORMAT_VERSION = 1
 _PAGE = 5000
-_CRASH_ENV = "AGENTHN_STORE_CRASH_AT"
+# Chroma's local HNSW segment records how far it has synced only every ``sync_threshold`` log
+# records, and the log is purged only below that point; 2 is the smallest value Chroma accepts.
+_HNSW_SYNC_THRESHOLD = 2
+# Entries written and deleted again by purge() to push that sync point past every real record.
+# Store entries' ids always contain "::", so these can never be an adapter's.
+_PURGE_IDS = tuple(f"_agenthn_purge_{i}" for i in range(_HNSW_SYNC_THRESHOLD))
+_FTS_TABLE = "embedding_fulltext_search"
+DEFAULT_CACHE_SIZE = 64
+DEFAULT_CACHE_BYTES = 512 * 2**20
 
 # Locks and in-flight temp dirs are per process and per store directory, not per AdapterStore
 # object: two objects opened on the same directory in one process must not race each other.
@@ -112,18 +134,6 @@ _GLOBAL_LOCK = threading.Lock()
 def _path_lock(path: Path) -> threading.RLock:
     with _GLOBAL_LOCK:
         return _PATH_LOCKS.setdefault(str(path), threading.RLock())
-
-
-def _crash_point(stage: str) -> None:
-    """Test hook: exit the process at ``stage`` when ``AGENTHN_STORE_CRASH_AT`` names it.
-
-    Stages: ``mid_files`` (adapter files in tmp/, no record.json yet), ``before_index`` (files
-    durable, no index entry), ``before_cleanup`` (indexed, old version not yet removed),
-    ``mid_delete`` (marked for deletion, index entry and files still there). ``os._exit`` skips
-    every cleanup handler, like a power cut after the last fsync.
-    """
-    if os.environ.get(_CRASH_ENV) == stage:
-        os._exit(70)
 
 
 # ---------------------------------------------------------------------------------------- records
@@ -169,6 +179,21 @@ class ReconcileReport(BaseModel):
     @property
     def clean(self) -> bool:
         return not any(self.model_dump().values())
+
+
+class PurgeReport(BaseModel):
+    """What :meth:`AdapterStore.purge` did to Chroma's own files."""
+
+    model_config = ConfigDict(frozen=True)
+
+    log_entries_left: int | None
+    """Records of this store's collection still in Chroma's log (``embeddings_queue``) that are not
+    the purge's own marker; 0 after a complete purge, None when the database is not local (server)."""
+    fts_optimized: bool
+    """The full-text index was merged, dropping deleted documents' trigrams."""
+    vacuumed: bool
+    """``chroma.sqlite3`` was rebuilt by SQLite's VACUUM, so deleted rows left no bytes in free pages."""
+    seconds: float
 
 
 # ---------------------------------------------------------------------------------------- validation
@@ -344,8 +369,96 @@ def _versions(id_dir: Path) -> list[Path]:
     return [id_dir / n for n in sorted(names, reverse=True)]
 
 
+def _file_signature(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, mtime ns) of ``path``, or None when it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _random_unit_vectors(n: int, dim: int) -> list[list[float]]:
+    """Vectors that carry no information: they replace a deleted entry's embedding in HNSW."""
+    import numpy as np
+
+    v = np.random.default_rng().standard_normal((n, dim))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return [[float(x) for x in row] for row in v]
+
+
+_CacheKey = tuple[Namespace, str, str]  # (namespace, adapter id, version dir name)
+
+
+class _AdapterCache:
+    """A bounded, thread-safe LRU of loaded adapters, keyed by namespace, id and version.
+
+    Why: every model call resolves its active adapters through :meth:`AdapterStore.get`, and a load
+    reads the tensors, hashes them and checks their norms; the same few adapters are resolved on
+    every turn. A version directory never changes once it is renamed into place, so its name
+    identifies immutable content -- except that after a delete (perhaps by another process) and a
+    new put, numbering restarts at ``v00000001``; the ``adapter.json`` file signature (inode, size,
+    mtime) tells such a reused name apart, so a stale entry is never served.
+    """
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[_CacheKey, tuple[tuple[int, int, int], LoraAdapter]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: _CacheKey, signature: tuple[int, int, int]) -> LoraAdapter | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None or item[0] != signature:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return item[1]
+
+    def put(self, key: _CacheKey, signature: tuple[int, int, int], adapter: LoraAdapter) -> None:
+        size = adapter.nbytes
+        if self.max_entries <= 0 or size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1].nbytes
+            self._items[key] = (signature, adapter)
+            self._bytes += size
+            while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
+                _, (_, evicted) = self._items.popitem(last=False)
+                self._bytes -= evicted.nbytes
+
+    def invalidate(self, ns: Namespace, adapter_id: str | None = None) -> None:
+        """Drop every cached version of one adapter, or of a whole namespace when ``adapter_id`` is None."""
+        with self._lock:
+            for key in [k for k in self._items if k[0] == ns and (adapter_id is None or k[1] == adapter_id)]:
+                self._bytes -= self._items.pop(key)[1].nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+    def info(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "entries": len(self._items),
+                "bytes": self._bytes,
+                "hits": self.hits,
+                "misses": self.misses,
+                "max_entries": self.max_entries,
+                "max_bytes": self.max_bytes,
+            }
+
+
 # ---------------------------------------------------------------------------------------- the store
-class AdapterStore:
+class AdapterStore(LangGraphStoreMixin):
     """Namespaced, searchable, crash-safe storage for :class:`~agenthn_langgraph.lora.LoraAdapter` s.
 
     Args:
@@ -356,6 +469,8 @@ class AdapterStore:
         client: any chromadb client (e.g. ``chromadb.HttpClient`` for a ``chroma run`` server); the
             files still live under ``path``. Default: an embedded ``PersistentClient`` at ``path/chroma``.
         collection: Chroma collection name (3-512 characters).
+        cache_size: how many loaded adapters :meth:`get` keeps in memory (LRU; 0 turns the cache off).
+        cache_bytes: and at most this many bytes of tensors.
 
     Raises:
         StoreMismatchError: the store was built for another base model or embedding function
@@ -368,6 +483,9 @@ class AdapterStore:
 
     Thread-safe: writes are serialised by a lock per store directory; reads need no lock. A put
     that raises leaves no trace; one cut short by a crash is finished by :meth:`reconcile`.
+
+    Adapters returned by :meth:`get` are shared with its cache: treat them as read-only (``compose``
+    and ``to`` make new ones).
     """
 
     def __init__(
@@ -378,6 +496,8 @@ class AdapterStore:
         embedding_function: EmbeddingFunction[Documents] | None = None,
         client: ClientAPI | None = None,
         collection: str = DEFAULT_COLLECTION,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         if not isinstance(path, str | os.PathLike):
             raise TypeError(f"path must be a str or PathLike, got {type(path).__name__}")
@@ -385,12 +505,19 @@ class AdapterStore:
             raise TypeError("base_fingerprint must be a non-empty str (e.g. model.fingerprint)")
         if not isinstance(collection, str) or not 3 <= len(collection) <= 512:
             raise ValueError("collection must be a str of 3 to 512 characters")
+        for what, value in (("cache_size", cache_size), ("cache_bytes", cache_bytes)):
+            if _check_int(value, what) < 0:
+                raise ValueError(f"{what} must be >= 0, got {value}")
         import chromadb
         from chromadb.config import Settings
 
         from .embeddings import MiniLMEmbeddingFunction
 
         self.path = Path(path).expanduser().resolve()
+        if self.path.exists() and not self.path.is_dir():
+            from ..errors import StorePathError
+
+            raise StorePathError(f"store path {self.path} exists and is not a directory")
         self.base_fingerprint = base_fingerprint
         self.collection_name = collection
         self._ef: Any = embedding_function if embedding_function is not None else MiniLMEmbeddingFunction()
@@ -402,6 +529,9 @@ class AdapterStore:
         self._adapters_root = self.path / "adapters"
         self._tmp_root = self.path / "tmp"
         self._quarantine_root = self.path / "quarantine"
+        self._cache = _AdapterCache(cache_size, cache_bytes)
+        self._dim: int | None = None
+        self.last_purge: PurgeReport | None = None
 
         # Check the files' own record of what built them before touching anything.
         self._check_store_file()
@@ -410,6 +540,7 @@ class AdapterStore:
                 path=str(self.path / "chroma"), settings=Settings(anonymized_telemetry=False)
             )
         self._client = client
+        self._sqlite_path = self._local_sqlite_path(client)
         self._collection: Collection = self._open_collection()
         with self._lock:
             for d in (self._adapters_root, self._tmp_root):
@@ -420,8 +551,14 @@ class AdapterStore:
 
     @classmethod
     def for_model(cls, model: Any, path: str | os.PathLike[str], **kwargs: Any) -> AdapterStore:
-        """A store for ``model``'s adapters (``base_fingerprint=model.fingerprint``)."""
-        return cls(path, base_fingerprint=model.fingerprint, **kwargs)
+        """A store for ``model``'s adapters (``base_fingerprint=model.fingerprint``).
+
+        The model is kept as the store's ``internalizer``: a langgraph ``put`` of a value with only
+        ``"text"`` is internalized by it (see :mod:`agenthn_langgraph.store.langgraph_store`).
+        """
+        store = cls(path, base_fingerprint=model.fingerprint, **kwargs)
+        store.internalizer = model
+        return store
 
     def __repr__(self) -> str:
         return (
@@ -484,7 +621,13 @@ class AdapterStore:
                 self.collection_name,
                 embedding_function=self._ef,
                 metadata=wanted,
-                configuration={"hnsw": {"space": "cosine"}},
+                configuration={
+                    "hnsw": {
+                        "space": "cosine",
+                        "sync_threshold": _HNSW_SYNC_THRESHOLD,
+                        "batch_size": _HNSW_SYNC_THRESHOLD,
+                    }
+                },
             )
         except ValueError as e:
             # Chroma refuses an embedding function whose name differs from the persisted one.
@@ -507,10 +650,30 @@ class AdapterStore:
                 f"collection {self.collection_name!r} was indexed with embedding {meta[_META_EMBEDDING]!r}, "
                 f"not {self.embedding_name!r}"
             )
-        space = ((col.configuration or {}).get("hnsw") or {}).get("space")
+        hnsw = (col.configuration or {}).get("hnsw") or {}
+        space = hnsw.get("space")
         if space not in (None, "cosine"):
             raise StoreMismatchError(f"collection {self.collection_name!r} uses {space!r} distance, not cosine")
+        if hnsw.get("sync_threshold") != _HNSW_SYNC_THRESHOLD:
+            # A store created before purging existed (Chroma's default is 1000): lower it, so that
+            # purge() can make Chroma drop its log. Chroma applies this to the vector segment the
+            # next time it is loaded, which for a store opened in a fresh process is now.
+            col.modify(
+                configuration={"hnsw": {"sync_threshold": _HNSW_SYNC_THRESHOLD, "batch_size": _HNSW_SYNC_THRESHOLD}}
+            )
         return col
+
+    @staticmethod
+    def _local_sqlite_path(client: Any) -> Path | None:
+        """``chroma.sqlite3`` of an embedded client (None for a server, whose files are not ours)."""
+        try:
+            settings = client.get_settings()
+        except Exception:
+            return None
+        directory = getattr(settings, "persist_directory", None)
+        if not getattr(settings, "is_persistent", False) or not directory:
+            return None
+        return Path(directory).expanduser().resolve() / "chroma.sqlite3"
 
     # ------------------------------------------------------------------ paths
     def _ns_dir(self, ns: Namespace) -> Path:
@@ -641,6 +804,7 @@ class AdapterStore:
         raise AdapterNotFoundError(f"no adapter {adapter_id!r} in namespace {ns}")
 
     # ------------------------------------------------------------------ writing
+    @also_langgraph(BaseStore.put)
     def put(
         self,
         adapter: LoraAdapter,
@@ -707,7 +871,6 @@ class AdapterStore:
             self._finish_pending_deletes(ns, adapter_id)
             version_dir = self._write_files(adapter, record)
             try:
-                _crash_point("before_index")
                 self._upsert([(record, version_dir.name)], [embedding])
             except Exception:
                 # The put failed as a whole: drop the new version so the previous one (if any) stays
@@ -715,7 +878,8 @@ class AdapterStore:
                 self._remove_dir(version_dir)
                 self._prune_empty(version_dir.parent)
                 raise
-            _crash_point("before_cleanup")
+            finally:
+                self._cache.invalidate(ns, adapter_id)
             for old in _versions(version_dir.parent):
                 if old.name < version_dir.name:
                     self._remove_dir(old)
@@ -726,7 +890,6 @@ class AdapterStore:
         tmp = self._new_temp_dir("put")
         try:
             adapter.save(tmp)
-            _crash_point("mid_files")
             payload = {"format": _RECORD_FORMAT, "record": record.model_dump(mode="json", exclude={"score"})}
             _write_file_durable(tmp / _RECORD_FILE, json.dumps(payload, indent=2).encode("utf-8"))
             _fsync_dir(tmp)
@@ -760,12 +923,16 @@ class AdapterStore:
         """Complete a deletion of this namespace or id that a crash interrupted, before writing into it."""
         ns_dir = self._ns_dir(ns)
         if (ns_dir / _DELETING_MARKER).exists():
-            self._collection.delete(where=self._where(ns))
+            self._forget_index_entries(self._collection.get(where=self._where(ns), include=[])["ids"])
             self._remove_dir(ns_dir)
+            self._cache.invalidate(ns)
+            self.purge()
         id_dir = self._id_dir(ns, adapter_id)
         if (id_dir / _DELETING_MARKER).exists():
-            self._collection.delete(ids=[_doc_id(ns, adapter_id)])
+            self._forget_index_entries([_doc_id(ns, adapter_id)])
             self._remove_dir(id_dir)
+            self._cache.invalidate(ns, adapter_id)
+            self.purge()
 
     def _embed_documents(self, texts: list[str]) -> list[list[float]]:
         if hasattr(self._ef, "embed_documents"):
@@ -777,20 +944,33 @@ class AdapterStore:
         return [float(x) for x in out[0]]
 
     # ------------------------------------------------------------------ reading
+    @also_langgraph(BaseStore.get)
     def get(self, adapter_id: str, *, namespace: NamespaceLike) -> LoraAdapter:
-        """Load an adapter.
+        """Load an adapter (from the in-memory cache when its current version is there).
+
+        The files are read, checksummed and validated once per version; later calls for the same
+        version return the cached object (shared: do not modify its tensors in place). A replace or
+        delete makes the next call read the new files.
 
         Raises:
             AdapterNotFoundError: no such id in this namespace (nor any other).
             NamespaceError: the id exists only in another namespace (the adapter is never returned).
-            AdapterFormatError: its files are corrupt.
+            AdapterFormatError: its files are corrupt (e.g. a checksum mismatch).
         """
+        from ..lora.adapter import CONFIG_FILE
+
         ns = normalize_namespace(namespace)
         adapter_id = _check_adapter_id(adapter_id)
         version_dir = self._current_version(ns, adapter_id)
         for _ in range(5):
             if version_dir is None:
                 self._raise_missing(ns, adapter_id)
+            key = (ns, adapter_id, version_dir.name)
+            signature = _file_signature(version_dir / CONFIG_FILE)
+            if signature is not None:
+                cached = self._cache.get(key, signature)
+                if cached is not None:
+                    return cached
             try:
                 adapter = LoraAdapter.load(version_dir)
             except AdapterFormatError:
@@ -802,8 +982,14 @@ class AdapterStore:
                 continue
             if adapter.metadata.base_fingerprint != self.base_fingerprint:
                 raise AdapterMismatchError(f"{version_dir}: adapter was made for another base model")
+            if signature is not None:
+                self._cache.put(key, signature, adapter)
             return adapter
         raise AdapterFormatError(f"adapter {adapter_id!r} keeps changing while being read")
+
+    def cache_info(self) -> dict[str, int]:
+        """The adapter cache's ``entries``, ``bytes``, ``hits``, ``misses`` and bounds."""
+        return self._cache.info()
 
     def get_record(self, adapter_id: str, *, namespace: NamespaceLike) -> AdapterRecord:
         """The stored record (text, kind, name, turn range, ...) of an adapter; same errors as :meth:`get`."""
@@ -827,6 +1013,7 @@ class AdapterStore:
         ns = normalize_namespace(namespace)
         return self._current_version(ns, _check_adapter_id(adapter_id)) is not None
 
+    @also_langgraph(BaseStore.search)
     def search(
         self,
         query: str,
@@ -848,8 +1035,10 @@ class AdapterStore:
         if not query.strip():
             raise EmptyTextError("query is empty or only whitespace")
         k = _check_int(k, "k")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        if not 1 <= k <= 100_000:  # Chroma overflows on huge k; no search needs more
+            from ..errors import InvalidArgumentError
+
+            raise InvalidArgumentError(f"k must be in [1, 100000], got {k}")
         kinds = _kind_filter(kind)
         name = _check_name(name)
         if min_score is not None and (not isinstance(min_score, int | float) or isinstance(min_score, bool)):
@@ -916,10 +1105,15 @@ class AdapterStore:
         return len(self._collection.get(where=self._where(ns), include=[])["ids"])
 
     # ------------------------------------------------------------------ deleting
-    def delete(self, adapter_id: str, *, namespace: NamespaceLike) -> None:
-        """Delete one adapter: its index entry first, then its files.
+    @also_langgraph(BaseStore.delete)
+    def delete(self, adapter_id: str, *, namespace: NamespaceLike, purge: bool = True) -> None:
+        """Delete one adapter: its index entry first, then its files, then (``purge``) Chroma's copies.
 
-        Raises AdapterNotFoundError (or NamespaceError if the id belongs to another namespace).
+        With ``purge=False`` the adapter is gone from every API at once, but Chroma's log and free
+        pages keep its text and vector until the next :meth:`purge` (batch many deletes that way).
+
+        Raises AdapterNotFoundError (or NamespaceError if the id belongs to another namespace), and
+        PurgeIncompleteError if Chroma kept some of its log (the adapter itself is deleted).
         """
         ns = normalize_namespace(namespace)
         adapter_id = _check_adapter_id(adapter_id)
@@ -933,17 +1127,25 @@ class AdapterStore:
                 # The marker makes a crash between the two steps finish the delete, not resurrect it.
                 _write_file_durable(id_dir / _DELETING_MARKER, b"")
                 _fsync_dir(id_dir)
-            _crash_point("mid_delete")
             if indexed:
-                self._collection.delete(ids=[doc_id])
+                self._forget_index_entries([doc_id])
             self._remove_dir(id_dir)
             self._prune_empty(id_dir.parent)
+            self._cache.invalidate(ns, adapter_id)
+            self._remove_quarantined(id_dir)
+            if purge:
+                self.purge()
 
-    def delete_namespace(self, namespace: NamespaceLike) -> int:
-        """Forget a namespace: every index entry and every adapter file in it. Returns how many.
+    def delete_namespace(self, namespace: NamespaceLike, *, purge: bool = True) -> int:
+        """Forget a namespace: every index entry and adapter file in it, and Chroma's copies. Returns how many.
 
         Only the exact namespace: ``delete_namespace(("users",))`` leaves ``("users", "alice")``
-        alone (delete sub-namespaces explicitly; :meth:`namespaces` lists them).
+        alone (delete sub-namespaces explicitly; :meth:`namespaces` lists them). Quarantined
+        copies of its adapters go too. With ``purge`` (the default) Chroma's log, its full-text
+        index and free database pages are cleaned as well (:meth:`purge`), so no file under the
+        store's directory holds the namespace's texts, ids or vectors afterwards.
+
+        Raises PurgeIncompleteError if Chroma kept some of its log (the namespace itself is deleted).
         """
         ns = normalize_namespace(namespace)
         with self._lock:
@@ -954,12 +1156,167 @@ class AdapterStore:
             if ns_dir.is_dir():
                 _write_file_durable(ns_dir / _DELETING_MARKER, b"")
                 _fsync_dir(ns_dir)
-            _crash_point("mid_delete")
             if indexed:
-                self._collection.delete(ids=list(indexed))
+                self._forget_index_entries(indexed)
             self._remove_dir(ns_dir)
             self._prune_empty(ns_dir.parent)
+            self._cache.invalidate(ns)
+            self._remove_quarantined(ns_dir)
+            if purge:
+                self.purge()
             return len(ids)
+
+    def remove_orphans(
+        self,
+        namespace: NamespaceLike,
+        keep_ids: Iterable[str],
+        *,
+        kind: str | Sequence[str] | None = None,
+        purge: bool = True,
+    ) -> builtins.list[str]:
+        """Delete the adapters of ``namespace`` (optionally only of ``kind``) whose id is not in ``keep_ids``.
+
+        The store cannot know which adapters some graph state still refers to; the caller can (for a
+        thread's segments: ``state["memory_segments"]``, see ``CompactNode.remove_orphans``). Call it
+        only when no write to ``namespace`` is in flight, or an adapter being written may be removed
+        before its id reaches the state. Returns the removed ids, sorted.
+        """
+        ns = normalize_namespace(namespace)
+        if isinstance(keep_ids, str):
+            raise TypeError("keep_ids must be a collection of ids, not one str")
+        keep = {_check_adapter_id(i) for i in keep_ids}
+        with self._lock:
+            found = {r.id for r in self.list(namespace=ns, kind=kind)}
+            ns_dir = self._ns_dir(ns)
+            if kind is None and ns_dir.is_dir():  # files that never reached the index count too
+                found |= {e.name for e in os.scandir(ns_dir) if e.is_dir() and _PART_RE.fullmatch(e.name)}
+            orphans = sorted(found - keep)
+            for adapter_id in orphans:
+                self.delete(adapter_id, namespace=ns, purge=False)
+            if orphans and purge:
+                self.purge()
+            return orphans
+
+    def purge(self) -> PurgeReport:
+        """Make the vector database drop what deletes left in its own files.
+
+        Chroma (1.x, local) logs every write in ``embeddings_queue`` and deletes log records only
+        below the point its HNSW segment has synced to disk, which moves every ``sync_threshold``
+        records (this store's collections use Chroma's minimum, 2). So purge writes
+        ``sync_threshold`` throw-away entries and deletes them again: the segment syncs past every
+        earlier record and Chroma's own automatic purge deletes them (only the last throw-away
+        record stays). Then, for an embedded store, the SQLite FTS index is merged (FTS5
+        ``optimize``: deleted documents' trigrams leave the index) and ``chroma.sqlite3`` is
+        VACUUMed (what ``chroma utils vacuum`` runs), so no deleted row survives in a free page.
+
+        Against a server (``client=HttpClient``) the log is purged the same way, but the server's
+        database file is not ours to vacuum: run ``chroma utils vacuum --path ...`` there.
+
+        Raises:
+            PurgeIncompleteError: Chroma still logs records of this store's collection (e.g. its
+                vector segment was loaded with another ``sync_threshold`` earlier in this process).
+        """
+        with self._lock:
+            started = time.perf_counter()
+            dim = self._embedding_dim()
+            ids = list(_PURGE_IDS)
+            self._collection.upsert(ids=ids, embeddings=_random_unit_vectors(len(ids), dim))  # type: ignore[arg-type]
+            self._collection.delete(ids=ids)
+            left: int | None = None
+            fts_optimized = vacuumed = False
+            if self._sqlite_path is not None and self._sqlite_path.is_file():
+                left = self._log_entries_left()
+                fts_optimized, vacuumed = self._compact_sqlite()
+            report = PurgeReport(
+                log_entries_left=left,
+                fts_optimized=fts_optimized,
+                vacuumed=vacuumed,
+                seconds=round(time.perf_counter() - started, 4),
+            )
+            self.last_purge = report
+            if left:
+                raise PurgeIncompleteError(
+                    f"Chroma's log still holds {left} record(s) of collection {self.collection_name!r}: its "
+                    f"vector segment did not sync (sync_threshold other than {_HNSW_SYNC_THRESHOLD} in "
+                    "this process?). Open the store in a fresh process and call purge() again."
+                )
+            return report
+
+    def _embedding_dim(self) -> int:
+        if self._dim is None:
+            self._dim = len(self._embed_query("dimension probe"))
+        return self._dim
+
+    def _forget_index_entries(self, doc_ids: Sequence[str]) -> None:
+        """Delete index entries, first overwriting their vectors with random ones.
+
+        HNSW only marks a deleted element; its vector stays in ``data_level0.bin``. An update
+        overwrites the slot in place, so what stays is noise, not the deleted text's embedding.
+        """
+        existing = self._collection.get(ids=list(doc_ids), include=[])["ids"]
+        if not existing:
+            return
+        self._collection.update(ids=existing, embeddings=_random_unit_vectors(len(existing), self._embedding_dim()))  # type: ignore[arg-type]
+        self._collection.delete(ids=existing)
+
+    def _log_entries_left(self) -> int:
+        """Records of our collection in Chroma's log other than the purge's own last one (read only)."""
+        assert self._sqlite_path is not None
+        uri = f"{self._sqlite_path.as_uri()}?mode=ro"
+        con = sqlite3.connect(uri, uri=True, timeout=60.0)
+        try:
+            rows = con.execute(
+                "SELECT id FROM embeddings_queue WHERE topic LIKE ?", (f"%/{self._collection.id}",)
+            ).fetchall()
+        except sqlite3.DatabaseError:
+            return 0  # not the schema we know: nothing to check against
+        finally:
+            con.close()
+        return sum(1 for (doc_id,) in rows if doc_id not in _PURGE_IDS)
+
+    def _compact_sqlite(self) -> tuple[bool, bool]:
+        """Merge the FTS index and VACUUM ``chroma.sqlite3``; returns (fts_optimized, vacuumed).
+
+        Both are plain SQLite maintenance that leaves the logical content unchanged; VACUUM is the
+        statement Chroma's own ``vacuum`` command runs (its CLI prints to stdout and starts a second
+        Chroma instance, which a library should not do per delete).
+        """
+        assert self._sqlite_path is not None
+        con = sqlite3.connect(str(self._sqlite_path), timeout=60.0, isolation_level=None)
+        try:
+            con.execute("PRAGMA secure_delete = ON")
+            fts_optimized = False
+            if con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (_FTS_TABLE,)).fetchone():
+                try:
+                    con.execute(f"INSERT INTO {_FTS_TABLE}({_FTS_TABLE}) VALUES ('optimize')")
+                    fts_optimized = True
+                except sqlite3.OperationalError as e:  # e.g. a Python whose SQLite lacks FTS5/trigram
+                    warnings.warn(
+                        f"could not merge Chroma's full-text index ({e}); deleted documents' trigrams "
+                        "stay in it until SQLite merges it by itself",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+            con.execute("VACUUM")
+            if str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return fts_optimized, True
+        finally:
+            con.close()
+
+    def _remove_quarantined(self, original: Path) -> None:
+        """Delete quarantined copies of anything at or below ``original`` (forgetting includes them)."""
+        if not self._quarantine_root.is_dir():
+            return
+        prefix = str(original.relative_to(self.path))
+        for entry in os.scandir(self._quarantine_root):
+            try:
+                reason = json.loads((Path(entry.path) / "reason.json").read_text())
+                moved_from = str(reason["original_path"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if moved_from == prefix or moved_from.startswith(prefix + os.sep):
+                shutil.rmtree(entry.path, ignore_errors=True)
 
     # ------------------------------------------------------------------ repair
     def reconcile(self, *, verify: bool = False) -> ReconcileReport:
@@ -970,10 +1327,12 @@ class AdapterStore:
         - complete adapter dirs (record.json + loadable files) with a missing or stale index
           entry are (re-)indexed from record.json;
         - index entries whose files are missing are deleted;
-        - incomplete or corrupt dirs are moved to ``quarantine/`` (never deleted).
+        - incomplete or corrupt dirs are moved to ``quarantine/`` (never deleted);
+        - when anything was deleted, Chroma's copies are purged (:meth:`purge`).
 
         Adapters that are already indexed are only checked for their files' presence; pass
-        ``verify=True`` to load every adapter (slower) and quarantine corrupt ones too.
+        ``verify=True`` to load every adapter (slower: every checksum and norm) and quarantine
+        corrupt ones too.
         """
         with self._lock:
             counts = dict.fromkeys(ReconcileReport.model_fields, 0)
@@ -1001,9 +1360,17 @@ class AdapterStore:
                 counts["reindexed"] = len(stale)
             dangling = [doc_id for doc_id in index if doc_id not in on_disk]
             if dangling:
-                self._collection.delete(ids=dangling)
+                self._forget_index_entries(dangling)
                 counts["dropped_index_entries"] = len(dangling)
-            return ReconcileReport(**counts)
+            report = ReconcileReport(**counts)
+            if not report.clean:
+                self._cache.clear()
+            # A delete a crash interrupted must forget as thoroughly as one that finished; a purge
+            # a crash interrupted may have left its throw-away entries behind (the next one removes them).
+            interrupted_purge = bool(self._collection.get(ids=list(_PURGE_IDS), include=[])["ids"])
+            if counts["completed_deletes"] or counts["dropped_index_entries"] or interrupted_purge:
+                self.purge()
+            return report
 
     def _walk_namespaces(self) -> Iterator[tuple[Namespace, Path]]:
         if not self._adapters_root.is_dir():
@@ -1105,6 +1472,7 @@ class AdapterStore:
         return removed
 
     # ------------------------------------------------------------------ async twins
+    @also_langgraph(BaseStore.aput)
     async def aput(
         self,
         adapter: LoraAdapter,
@@ -1130,6 +1498,7 @@ class AdapterStore:
             extra=extra,
         )
 
+    @also_langgraph(BaseStore.aget)
     async def aget(self, adapter_id: str, *, namespace: NamespaceLike) -> LoraAdapter:
         """:meth:`get` in a worker thread."""
         return await asyncio.to_thread(self.get, adapter_id, namespace=namespace)
@@ -1138,6 +1507,7 @@ class AdapterStore:
         """:meth:`get_record` in a worker thread."""
         return await asyncio.to_thread(self.get_record, adapter_id, namespace=namespace)
 
+    @also_langgraph(BaseStore.asearch)
     async def asearch(
         self,
         query: str,
@@ -1159,10 +1529,26 @@ class AdapterStore:
         """:meth:`list` in a worker thread."""
         return await asyncio.to_thread(self.list, namespace=namespace, kind=kind, name=name)
 
-    async def adelete(self, adapter_id: str, *, namespace: NamespaceLike) -> None:
+    @also_langgraph(BaseStore.adelete)
+    async def adelete(self, adapter_id: str, *, namespace: NamespaceLike, purge: bool = True) -> None:
         """:meth:`delete` in a worker thread."""
-        await asyncio.to_thread(self.delete, adapter_id, namespace=namespace)
+        await asyncio.to_thread(self.delete, adapter_id, namespace=namespace, purge=purge)
 
-    async def adelete_namespace(self, namespace: NamespaceLike) -> int:
+    async def adelete_namespace(self, namespace: NamespaceLike, *, purge: bool = True) -> int:
         """:meth:`delete_namespace` in a worker thread."""
-        return await asyncio.to_thread(self.delete_namespace, namespace)
+        return await asyncio.to_thread(self.delete_namespace, namespace, purge=purge)
+
+    async def aremove_orphans(
+        self,
+        namespace: NamespaceLike,
+        keep_ids: Iterable[str],
+        *,
+        kind: str | Sequence[str] | None = None,
+        purge: bool = True,
+    ) -> builtins.list[str]:
+        """:meth:`remove_orphans` in a worker thread."""
+        return await asyncio.to_thread(self.remove_orphans, namespace, keep_ids, kind=kind, purge=purge)
+
+    async def apurge(self) -> PurgeReport:
+        """:meth:`purge` in a worker thread."""
+        return await asyncio.to_thread(self.purge)

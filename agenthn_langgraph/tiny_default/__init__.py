@@ -1,52 +1,68 @@
 """The embedded default: a tiny Llama base + its hypernetwork, trained by ``agenthn train``.
 
 Shipped inside the package under ``checkpoint/`` (``base/`` in Hugging Face format, ``hypernet/``
-as safetensors + JSON, ``training.json`` recording how it was made) and loaded fully offline.
+as safetensors + JSON, ``training.json`` recording how it was made) and loaded fully offline. It
+registers itself as the model ``"tiny"`` (entry point ``agenthn_langgraph.models``); generic code
+loads it by that name through :mod:`agenthn_langgraph.models.registry`.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..models.registry import ModelSpec
+
 if TYPE_CHECKING:
     from ..engine import WeightMemoryModel
+    from .data import TinyLanguage
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoint"
-_lock = threading.Lock()
-_cached: dict[str, WeightMemoryModel] = {}
+VOCABULARY_NOTE = (
+    "The tiny default understands only its little language (a few hundred lower-case words, see "
+    "agenthn_langgraph/tiny_default/language.py); for open text use a real model: "
+    "WeightMemoryModel.from_pretrained(base_dir, hypernet_dir) or LocalHypernetChatModel.from_pretrained(...)."
+)
 
 
-def load_default(*, device: str | None = "cpu", fresh: bool = False) -> WeightMemoryModel:
-    """The embedded tiny model, loaded once per process and device (``fresh=True`` reloads).
-
-    Sharing one instance is safe: adapters are injected per call, never globally.
-
-    Example:
-        >>> from agenthn_langgraph import load_default
-        >>> model = load_default()
-        >>> model.count_tokens("what pet do i have ?")
-        9
-    """
+def load_tiny(device: str | None = None) -> WeightMemoryModel:
+    """A fresh engine over the shipped checkpoint (CPU unless ``device`` says otherwise)."""
     from ..engine import WeightMemoryModel
     from ..errors import CheckpointError
 
-    key = str(device)
-    with _lock:
-        if fresh or key not in _cached:
-            if not (CHECKPOINT_DIR / "base").is_dir() or not (CHECKPOINT_DIR / "hypernet").is_dir():
-                raise CheckpointError(
-                    f"the embedded default model is missing from {CHECKPOINT_DIR}; run `agenthn train --install`"
-                )
-            model = WeightMemoryModel.from_pretrained(
-                CHECKPOINT_DIR / "base", CHECKPOINT_DIR / "hypernet", device=device, name="agenthn-tiny-default"
-            )
-            # its hypernetwork was trained on the first answer token only (see WeightMemoryModel.stream)
-            model.default_adapter_tokens = 1
-            _cached[key] = model
-        return _cached[key]
+    if not (CHECKPOINT_DIR / "base").is_dir() or not (CHECKPOINT_DIR / "hypernet").is_dir():
+        raise CheckpointError(
+            f"the embedded default model is missing from {CHECKPOINT_DIR}; run `agenthn train --install`"
+        )
+    model = WeightMemoryModel.from_pretrained(
+        CHECKPOINT_DIR / "base", CHECKPOINT_DIR / "hypernet", device=device or "cpu", name="agenthn-tiny-default"
+    )
+    model.vocabulary_note = VOCABULARY_NOTE
+    return model
+
+
+def tiny_language(engine: WeightMemoryModel) -> TinyLanguage:
+    """The little language, limited to the attributes this checkpoint's tokenizer knows."""
+    from .data import TinyLanguage
+    from .language import known_attributes
+
+    return TinyLanguage(known_attributes(engine.tokenizer.get_vocab()))
+
+
+MODEL_SPEC = ModelSpec(
+    name="tiny",
+    load=load_tiny,
+    description="the embedded 3M-parameter default: a little word-level language, CPU, offline",
+    language=tiny_language,
+)
+
+
+def load_default(*, device: str | None = None, fresh: bool = False) -> WeightMemoryModel:
+    """The embedded tiny model, loaded once per process and device (``fresh=True`` reloads)."""
+    from ..models.registry import load_default as load
+
+    return load("tiny", device=device, fresh=fresh)
 
 
 def training_record() -> dict[str, Any]:

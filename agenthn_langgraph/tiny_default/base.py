@@ -4,14 +4,14 @@ A Llama-architecture model (~3.5M parameters, fp32) trained from scratch on the 
 of :mod:`.language`. The goal is a competent *reader*: with a text in context it must answer
 questions about it (>= 95%), because it is the hypernetwork's distillation teacher.
 
-What makes key->value binding appear quickly on 2 CPU cores (see ``shared/brief/calibration.md``):
+What makes key->value binding appear quickly on 2 CPU cores (learned from a first small try):
 single-key facts within a text, answers upweighted in the loss, and a curriculum on the number of
 facts per text (1 -> 2 -> 4 -> 1..6).
 """
 
 from __future__ import annotations
 
-import math
+import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +23,9 @@ from tokenizers.pre_tokenizers import Whitespace
 from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from ..training import CosineSchedule, load_checkpoint, save_checkpoint, step_seed
 from .language import SPECIAL_TOKENS, Corpus, vocabulary
+from .language import max_facts as language_max_facts
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
@@ -97,50 +99,73 @@ class BaseTrainConfig:
     weight_decay: float = 0.05
     answer_weight: float = 4.0  # extra loss weight on answer tokens: they carry the binding signal
     no_context_fraction: float = 0.05  # QAs with no text teach the uniform prior over each pool
+    max_facts: int = 16  # most facts per text at the end of the curriculum
+    curriculum_offset: float = 0.0  # start the curriculum this far in (a warm start skips 1-2 facts)
+    product_weight: float = 0.45  # share of product documents (prices and weights are the hard reads)
     seed: int = 0
     hidden_size: int = 256
     layers: int = 4
     checkpoint_every: int = 250
 
 
-def step_seed(seed: int, step: int, *, stream: int = 0) -> int:
-    """Seed of one training step's data: resuming at any step replays the same batches."""
-    return (seed * 1_000_003 + stream) * 10_000_019 + step
-
-
-def max_facts_at(progress: float) -> int:
+def max_facts_at(progress: float, most: int = 16) -> int:
     """Curriculum on facts per text: binding is learned on 1-2 facts, then scaled up."""
-    if progress < 0.08:
-        return 1
-    if progress < 0.2:
-        return 2
-    if progress < 0.4:
-        return 4
-    return 6
+    for until, n in ((0.08, 1), (0.2, 2), (0.35, 4), (0.5, 8)):
+        if progress < until:
+            return min(n, most)
+    return most
+
+
+def fact_bucket(rng: random.Random, max_facts: int) -> tuple[int, int]:
+    """One step's range of facts per text: rows of similar length waste little padding.
+
+    Buckets (1), (1-2), (2-4), (3-6), (5-10), (9-16) up to ``max_facts``; the long ones are drawn
+    less often, since each of their steps costs several short ones.
+    """
+    buckets = [(lo, min(hi, max_facts)) for lo, hi in ((1, 1), (1, 2), (2, 4), (3, 6), (5, 10), (9, 16))]
+    buckets = [b for b in buckets if b[0] <= max_facts]
+    weights = [1.0 / (1 + i * 0.15) for i in range(len(buckets))]
+    return rng.choices(buckets, weights)[0]
 
 
 def qa_batch(
-    corpus: Corpus, encode: WordEncoder, batch_size: int, max_facts: int, no_context_fraction: float
+    corpus: Corpus,
+    encode: WordEncoder,
+    batch_size: int,
+    facts: tuple[int, int],
+    no_context_fraction: float,
+    product_weight: float = 1 / 3,
+    *,
+    max_questions: int = 10,
+    max_tokens: int = 8192,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask, loss weights) for a batch of text + all its questions."""
+    """(input_ids, attention_mask, loss weights): texts of ``facts`` facts, each followed by its questions.
+
+    At most ``max_questions`` questions follow a text (all of them for shorter ones), and rows are
+    dropped past ``max_tokens`` padded tokens, so a step of long texts costs about what a step of
+    short ones does.
+    """
     rows: list[tuple[list[int], list[float]]] = []
+    rng = corpus.rng
     for _ in range(batch_size):
-        sample = corpus.sample(corpus.rng.randint(1, max_facts))
-        no_ctx = corpus.rng.random() < no_context_fraction
+        genre = "product" if rng.random() < product_weight else rng.choice(("profile", "preference"))
+        most = language_max_facts(genre)
+        sample = corpus.sample(rng.randint(min(facts[0], most), min(facts[1], most)), genre=genre)
+        no_ctx = rng.random() < no_context_fraction
         ids = encode("<bos>" if no_ctx else f"<bos> {sample.text}")
         weights = [0.0 if no_ctx else 1.0] * len(ids)
-        facts = list(sample.facts)
-        corpus.rng.shuffle(facts)
-        for f in facts:
-            q = encode(f"<user> {f.question(corpus.rng)} <assistant>")
+        for f in rng.sample(sample.facts, min(len(sample.facts), max_questions)):
+            q = encode(f"<user> {f.question(rng)} <assistant>")
             a = encode(f"{f.value} <end>")
             ids += q + a
             weights += [1.0] * len(q) + [2.0, 1.0]  # 2.0 marks the answer token (scaled below)
+        if rows and (len(rows) + 1) * max(len(ids), *(len(r[0]) for r in rows)) > max_tokens:
+            break
         rows.append((ids, weights))
     width = max(len(r[0]) for r in rows)
-    input_ids = torch.full((batch_size, width), encode.pad, dtype=torch.long)
-    mask = torch.zeros((batch_size, width), dtype=torch.long)
-    w = torch.zeros((batch_size, width))
+    input_ids = torch.full((len(rows), width), encode.pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    w = torch.zeros((len(rows), width))
     for i, (ids, weights) in enumerate(rows):
         input_ids[i, : len(ids)] = torch.tensor(ids)
         mask[i, : len(ids)] = 1
@@ -164,8 +189,30 @@ def lm_loss(
     return loss, acc.item()
 
 
-def train_base(cfg: BaseTrainConfig, out_dir: Path, *, device: str | None = None) -> Path:
-    """Train the tiny base from scratch; resumable from ``out_dir/base_ckpt.pt``.
+def warm_start(model: LlamaForCausalLM, init_from: str | Path) -> None:
+    """Copy an earlier base's weights into ``model``; its vocabulary must be a prefix of ours.
+
+    The language only ever appends words, so every old token keeps its id and embedding; new
+    rows keep their random initialisation.
+    """
+    old = LlamaForCausalLM.from_pretrained(init_from)
+    n_old = old.config.vocab_size
+    if n_old > model.config.vocab_size:
+        raise ValueError(f"{init_from} has a larger vocabulary ({n_old}) than this language")
+    state = old.state_dict()
+    with torch.no_grad():
+        emb = model.get_input_embeddings().weight
+        emb[:n_old] = state.pop("model.embed_tokens.weight")
+        state.pop("lm_head.weight", None)  # tied to the embeddings
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - {"model.embed_tokens.weight", "lm_head.weight"}:
+        raise ValueError(f"{init_from} does not fit this architecture: {missing} {unexpected}")
+
+
+def train_base(
+    cfg: BaseTrainConfig, out_dir: Path, *, device: str | None = None, init_from: str | Path | None = None
+) -> Path:
+    """Train the tiny base (from scratch, or from ``init_from``); resumable from ``out_dir/base_ckpt.pt``.
 
     Returns the directory holding the final HF model + tokenizer (``out_dir/base``).
     """
@@ -175,36 +222,31 @@ def train_base(cfg: BaseTrainConfig, out_dir: Path, *, device: str | None = None
     tokenizer = build_tokenizer()
     encode = WordEncoder(tokenizer)
     model = LlamaForCausalLM(tiny_llama_config(len(tokenizer), hidden_size=cfg.hidden_size, layers=cfg.layers))
+    if init_from is not None:
+        warm_start(model, init_from)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup:
-            return cfg.lr * (step + 1) / cfg.warmup
-        p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
-
+    schedule = CosineSchedule(cfg.lr, cfg.warmup, cfg.steps, floor=0.1)
     ckpt_path = out_dir / "base_ckpt.pt"
     start = 0
-    if ckpt_path.exists():  # our own checkpoint, written below: tensors and plain types only
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start = int(state["step"])
+    if ckpt_path.exists():
+        start, _ = load_checkpoint(ckpt_path, model=model, optimizer=opt, map_location=device)
 
     model.train()
     t0 = time.time()
     bar = tqdm(range(start, cfg.steps), desc="base", initial=start, total=cfg.steps)
     ema_acc = 0.0
     for step in bar:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+        schedule.apply(opt, step)
+        progress = min(1.0, cfg.curriculum_offset + step / cfg.steps)
+        corpus = Corpus(step_seed(cfg.seed, step))
         ids, mask, w = qa_batch(
-            Corpus(step_seed(cfg.seed, step)),
+            corpus,
             encode,
             cfg.batch_size,
-            max_facts_at(step / cfg.steps),
+            fact_bucket(corpus.rng, max_facts_at(progress, cfg.max_facts)),
             cfg.no_context_fraction,
+            cfg.product_weight,
         )
         loss, acc = lm_loss(model, ids.to(device), mask.to(device), w.to(device), cfg.answer_weight)
         opt.zero_grad(set_to_none=True)
@@ -214,10 +256,7 @@ def train_base(cfg: BaseTrainConfig, out_dir: Path, *, device: str | None = None
         ema_acc = 0.95 * ema_acc + 0.05 * acc
         bar.set_postfix(loss=f"{loss.item():.3f}", answer_acc=f"{ema_acc:.3f}")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-            torch.save(
-                {"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1, "config": asdict(cfg)},
-                ckpt_path,
-            )
+            save_checkpoint(ckpt_path, model=model, optimizer=opt, step=step + 1, extra={"config": asdict(cfg)})
     final = out_dir / "base"
     model.eval()
     model.save_pretrained(final, safe_serialization=True)

@@ -51,6 +51,16 @@ PRODUCTS = (
 NUMBERS = [str(i) for i in range(1, 100)]
 LANGUAGES = "english french german spanish italian dutch polish greek turkish arabic hindi korean".split()
 MONTHS = ("january february march april may june july august september october november december").split()
+# pools of the attributes added in the second version of the language (see _ADDED_ATTRIBUTES)
+INSTRUMENTS = "piano guitar violin drums flute cello trumpet harp banjo organ saxophone ukulele".split()
+VEHICLES = "bicycle scooter van truck jeep sedan motorbike tractor canoe sailboat minivan tram".split()
+SUBJECTS = "math physics history biology chemistry art law medicine geography poetry economics philosophy".split()
+FLOWERS = "rose tulip lily daisy orchid poppy lotus iris sunflower violet lavender jasmine".split()
+FRUITS = "apple banana mango cherry grape peach lemon melon plum kiwi pear papaya".split()
+MOVIES = "comedy drama horror western thriller cartoon romance documentary fantasy mystery".split()
+SIZES = "tiny small compact medium large huge giant mini slim bulky".split()
+SHAPES = "round square oval flat curved cubic conical triangular spherical hexagonal".split()
+POWER = "solar battery cable wind steam crank gas diesel hydrogen springs".split()
 
 # ----------------------------------------------------------------------------- attributes
 # Each attribute: genre, value pool, statement templates (last one held out), question templates.
@@ -78,7 +88,7 @@ def _a(name: str, genre: str, values: list[str], statements: list[str], question
     return Attribute(name, genre, tuple(values), tuple(statements), tuple(questions))
 
 
-ATTRIBUTES: tuple[Attribute, ...] = (
+_ORIGINAL_ATTRIBUTES: tuple[Attribute, ...] = (
     # --- profile: personal facts stated in a chat
     _a(
         "name",
@@ -231,6 +241,86 @@ ATTRIBUTES: tuple[Attribute, ...] = (
         ["what color is {s} ?", "which color is {s} ?"],
     ),
 )
+# Added in the language's second version, so that one text can state up to 16 facts. Their words
+# come after every original word in the vocabulary: token ids of the first version do not move.
+_ADDED_ATTRIBUTES: tuple[Attribute, ...] = (
+    _a(
+        "instrument",
+        "profile",
+        INSTRUMENTS,
+        ["my instrument is the {v} .", "i can play the {v} .", "i am learning the {v} .", "i make music on the {v} ."],
+        ["what instrument do i play ?", "which instrument is mine ?"],
+    ),
+    _a(
+        "vehicle",
+        "profile",
+        VEHICLES,
+        ["i drive a {v} .", "my vehicle is a {v} .", "i get around by {v} .", "i ride a {v} to work ."],
+        ["what do i drive ?", "what is my vehicle ?"],
+    ),
+    _a(
+        "subject",
+        "profile",
+        SUBJECTS,
+        ["i study {v} .", "my field is {v} .", "at school i loved {v} .", "i have a degree in {v} ."],
+        ["what do i study ?", "what is my field ?"],
+    ),
+    _a(
+        "flower",
+        "preference",
+        FLOWERS,
+        ["my favorite flower is the {v} .", "i grow {v} in my garden .", "i love the smell of {v} .", "buy me a {v} ."],
+        ["what flower should i get ?", "recommend a flower for me ."],
+    ),
+    _a(
+        "fruit",
+        "preference",
+        FRUITS,
+        ["my favorite fruit is {v} .", "i snack on {v} .", "i always buy {v} .", "a {v} a day keeps me happy ."],
+        ["what fruit should i buy ?", "recommend a fruit for me ."],
+    ),
+    _a(
+        "movie",
+        "preference",
+        MOVIES,
+        ["i like {v} movies .", "my favorite film genre is {v} .", "i watch {v} films .", "tonight i want a {v} ."],
+        ["what movie should i watch ?", "recommend a film for me ."],
+    ),
+    _a(
+        "designer",
+        "product",
+        NAMES,
+        [
+            "{s} was designed by {v} .",
+            "the designer of {s} is {v} .",
+            "{v} drew the plans for {s} .",
+            "{s} is the work of {v} .",
+        ],
+        ["who designed {s} ?", "who is the designer of {s} ?"],
+    ),
+    _a(
+        "size",
+        "product",
+        SIZES,
+        ["the size of {s} is {v} .", "{s} has a {v} form .", "{s} is {v} in size .", "next to a cup {s} looks {v} ."],
+        ["what size is {s} ?", "how big is {s} ?"],
+    ),
+    _a(
+        "shape",
+        "product",
+        SHAPES,
+        ["the shape of {s} is {v} .", "{s} has a {v} shape .", "{s} is shaped {v} .", "seen from above {s} is {v} ."],
+        ["what shape is {s} ?", "which shape does {s} have ?"],
+    ),
+    _a(
+        "power",
+        "product",
+        POWER,
+        ["{s} runs on {v} .", "the power source of {s} is {v} .", "{s} is powered by {v} .", "{s} needs {v} to work ."],
+        ["what powers {s} ?", "what does {s} run on ?"],
+    ),
+)
+ATTRIBUTES: tuple[Attribute, ...] = _ORIGINAL_ATTRIBUTES + _ADDED_ATTRIBUTES
 ATTRIBUTE_BY_NAME = {a.name: a for a in ATTRIBUTES}
 GENRES = ("profile", "preference", "product")
 
@@ -269,11 +359,14 @@ def vocabulary() -> list[str]:
                 seen.add(w)
                 words.append(w)
 
-    for attribute in ATTRIBUTES:
-        for t in attribute.statements + attribute.questions:
-            add(t)
-        for v in attribute.values:
-            add(v)
+    def add_attributes(attributes: tuple[Attribute, ...]) -> None:
+        for attribute in attributes:
+            for t in attribute.statements + attribute.questions:
+                add(t)
+            for v in attribute.values:
+                add(v)
+
+    add_attributes(_ORIGINAL_ATTRIBUTES)
     for pool in (PRODUCTS,):
         add(" ".join(pool))
     for user, bot in SMALL_TALK:
@@ -282,6 +375,7 @@ def vocabulary() -> list[str]:
     for t in ACKS + PRODUCT_INTROS:
         add(t)
     add(" ".join(EXTRA_WORDS))
+    add_attributes(_ADDED_ATTRIBUTES)  # last: the first version's ids stay where they were
     return words
 
 
@@ -313,6 +407,25 @@ class Sample:
         return {f.key for f in self.facts}
 
 
+def max_facts(genre: str, attributes: tuple[Attribute, ...] = ATTRIBUTES) -> int:
+    """Most facts one text of ``genre`` can state (user chats mix profile and preference facts)."""
+    if genre == "product":
+        return sum(a.genre == "product" for a in attributes)
+    return sum(a.genre in ("profile", "preference") for a in attributes)
+
+
+def known_attributes(vocabulary: set[str] | dict[str, int]) -> tuple[Attribute, ...]:
+    """The attributes all of whose words a tokenizer knows (a checkpoint of an earlier language
+    version knows only that version's attributes)."""
+    words = set(vocabulary)
+
+    def known(a: Attribute) -> bool:
+        text = " ".join(a.statements + a.questions + a.values).replace("{s}", " ").replace("{v}", " ")
+        return set(text.split()) <= words
+
+    return tuple(a for a in ATTRIBUTES if known(a))
+
+
 def chance(facts: list[Fact]) -> float:
     """Expected recall of a guess uniform over each attribute's value pool."""
     return sum(1.0 / len(ATTRIBUTE_BY_NAME[f.attribute].values) for f in facts) / max(len(facts), 1)
@@ -325,9 +438,12 @@ class Corpus:
     training never sees.
     """
 
-    def __init__(self, seed: int, *, heldout_phrasing: bool = False) -> None:
+    def __init__(
+        self, seed: int, *, heldout_phrasing: bool = False, attributes: tuple[Attribute, ...] = ATTRIBUTES
+    ) -> None:
         self.rng = random.Random(seed)
         self.heldout_phrasing = heldout_phrasing
+        self.attributes = attributes
 
     def _statement(self, attribute: Attribute, fact: Fact) -> str:
         template = attribute.heldout_statement if self.heldout_phrasing else self.rng.choice(attribute.train_statements)
@@ -346,18 +462,18 @@ class Corpus:
         genre = genre or rng.choice(GENRES)
         exclude = exclude_keys or set()
         subject = rng.choice(PRODUCTS) if genre == "product" else "user"
-        candidates = [a for a in ATTRIBUTES if a.genre == genre and (subject, a.name) not in exclude]
+        candidates = [a for a in self.attributes if a.genre == genre and (subject, a.name) not in exclude]
         if genre == "product":
             # a product text that cannot take n_facts new keys for this subject picks another one
             for _ in range(50):
                 if len(candidates) >= n_facts:
                     break
                 subject = rng.choice(PRODUCTS)
-                candidates = [a for a in ATTRIBUTES if a.genre == genre and (subject, a.name) not in exclude]
+                candidates = [a for a in self.attributes if a.genre == genre and (subject, a.name) not in exclude]
         elif len(candidates) < n_facts:
             # user facts of both genres can mix in one chat when one genre runs short
             candidates = [
-                a for a in ATTRIBUTES if a.genre in ("profile", "preference") and (subject, a.name) not in exclude
+                a for a in self.attributes if a.genre in ("profile", "preference") and (subject, a.name) not in exclude
             ]
         if len(candidates) < n_facts:
             raise ValueError(f"cannot draw {n_facts} fresh facts for genre {genre!r}")

@@ -1,0 +1,130 @@
+"""What a hypernetwork checkpoint says about itself: shapes, targets, selection, and its chat format.
+
+Everything that decides how a generated adapter must be *used* lives here and is saved with the
+weights (``hypernet_config.json``), so an engine loading the checkpoint behaves as it was trained:
+which modules it adapts, how the context was shown to the teacher, the system instruction of the
+prompts, and on how many generated tokens the adapter acts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from ..errors import CheckpointError
+
+# Target modules per architecture (module-name suffixes inside each decoder layer), as peft keeps a
+# map per ``model_type``. ``mlp.down_proj`` is the default everywhere: D2L's choice, and the
+# module whose input is the MLP's key-like hidden features. The others are optional.
+_LLAMA_LIKE = (
+    "mlp.down_proj",
+    "mlp.up_proj",
+    "mlp.gate_proj",
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+)
+TARGET_MODULES: dict[str, tuple[str, ...]] = {
+    "llama": _LLAMA_LIKE,
+    "mistral": _LLAMA_LIKE,
+    "qwen2": _LLAMA_LIKE,
+    "qwen3": _LLAMA_LIKE,
+    "gemma": _LLAMA_LIKE,
+    "gemma2": _LLAMA_LIKE,
+    "gemma3_text": _LLAMA_LIKE,
+    "phi3": ("mlp.down_proj", "mlp.gate_up_proj", "self_attn.qkv_proj", "self_attn.o_proj"),
+}
+DEFAULT_TARGETS = ("mlp.down_proj",)
+
+
+def target_suffixes(model_type: str, requested: tuple[str, ...] | list[str] | None = None) -> tuple[str, ...]:
+    """The module suffixes to adapt for ``model_type``; ``requested`` is checked against the map.
+
+    Architectures outside the map are allowed (the injector still refuses names that match no
+    ``nn.Linear``), so a user can point the library at a new model family.
+
+    >>> target_suffixes("phi3")
+    ('mlp.down_proj',)
+    >>> target_suffixes("llama", ["self_attn.q_proj"])
+    ('self_attn.q_proj',)
+    """
+    chosen = tuple(requested) if requested else DEFAULT_TARGETS
+    known = TARGET_MODULES.get(model_type)
+    if known is not None:
+        unknown = [s for s in chosen if s not in known]
+        if unknown:
+            raise ValueError(f"{model_type} has no target module {unknown}; choose from {list(known)}")
+    return chosen
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """How prompts were built when the hypernetwork was trained; inference builds them the same way.
+
+    ``context``: where the teacher saw the text. ``"user"`` puts it in the user's message before
+    the question (any chat model); ``"prefix"`` writes it raw right after the BOS token, before
+    the conversation (the tiny default, whose texts are transcripts in its own markup).
+    ``system``: an instruction in every prompt (e.g. "Answer in a few words.") or ``None``.
+    ``adapter_tokens``: how many generated tokens the adapter acts on (``None``: all of them).
+    """
+
+    context: Literal["user", "prefix"] = "user"
+    system: str | None = None
+    adapter_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.context not in ("user", "prefix"):
+            raise ValueError(f"context must be 'user' or 'prefix', got {self.context!r}")
+        if self.adapter_tokens is not None and (
+            not isinstance(self.adapter_tokens, int) or isinstance(self.adapter_tokens, bool) or self.adapter_tokens < 1
+        ):
+            raise ValueError(f"adapter_tokens must be a positive int or None, got {self.adapter_tokens!r}")
+
+
+@dataclass
+class HypernetConfig:
+    base_hidden_size: int
+    n_states: int  # hidden states read per token: embeddings + every decoder layer's output
+    targets: dict[str, tuple[int, int]]  # module name -> (d_in, d_out)
+    width: int = 256
+    mixer_layers: int = 2
+    mixer_heads: int = 4
+    rank: int = 8  # "top_r": the rank of every adapter; "gated": the least rank of one
+    window: int = 128  # encoder window in tokens; longer texts are chunked
+    base_fingerprint: str = ""
+    selection: Literal["top_r", "gated"] = "gated"
+    """``top_r``: the ``rank`` highest-gated token pieces; ``gated``: every piece whose gate is at
+    least ``gate_threshold`` (at least ``rank``, at most ``max_rank``), so an adapter's rank grows
+    with the facts its text holds instead of capping them."""
+    gate_threshold: float = 0.5
+    max_rank: int | None = None
+    chat: ChatFormat = field(default_factory=ChatFormat)
+    extra: dict[str, object] = field(default_factory=dict)
+    format_version: int = 2
+
+    def __post_init__(self) -> None:
+        if self.selection not in ("top_r", "gated"):
+            raise CheckpointError(f"unknown selection {self.selection!r}")
+        if self.rank < 1 or (self.max_rank is not None and self.max_rank < self.rank):
+            raise CheckpointError(f"bad ranks: rank={self.rank}, max_rank={self.max_rank}")
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["targets"] = {k: list(v) for k, v in self.targets.items()}
+        return json.dumps(d, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> HypernetConfig:
+        d: dict[str, Any] = json.loads(text)
+        if "format_version" not in d:
+            # version 1 (the first shipped tiny default): fixed top-r, context as a raw prefix
+            d.update(format_version=1, selection="top_r")
+            d.setdefault("chat", {"context": "prefix"})
+        d["targets"] = {k: (int(v[0]), int(v[1])) for k, v in d["targets"].items()}
+        d["chat"] = ChatFormat(**d.get("chat", {}))
+        return cls(**d)
+
+    def with_chat(self, **changes: Any) -> HypernetConfig:
+        return replace(self, chat=replace(self.chat, **changes))

@@ -1,0 +1,1 @@
+"""Test support: tiny random checkpoints of real architectures (``random_models``)."""
