@@ -290,6 +290,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from .models.registry import language_of
 
         language, n_facts = language_of(model), args.facts
+    if args.reading_only:
+        from .evals.recall import reading_recall
+
+        reading = reading_recall(model, language, n_docs=args.n_docs, seed=args.seed, n_facts=n_facts, no_memory=True)
+        if args.json:
+            print(json.dumps({"seed": args.seed, "n_docs": args.n_docs, **reading}))
+        else:
+            print(
+                f"seed {args.seed}: {reading['n_questions']:.0f} questions; in_context {reading['in_context']:.4f} "
+                f"(95% {reading['in_context_low']:.3f}-{reading['in_context_high']:.3f}); "
+                f"no_memory {reading['no_memory']:.4f}"
+            )
+        return 0
     report = evaluate_recall(
         model, language, n_docs=args.n_docs, seed=args.seed, n_facts=n_facts, progress=not args.json
     )
@@ -473,6 +486,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true")
     r.add_argument("--threads", type=_positive_int, default=2)
     r.add_argument("--plot", default=None, help="also write a chart (PNG) to this path")
+    r.add_argument(
+        "--reading-only",
+        action="store_true",
+        help="only the base's own reading: in_context and no_memory (cheap enough for thousands of questions)",
+    )
     r.set_defaults(func=cmd_eval)
 
     m = esub.add_parser("memory", help="long threads: compacted weight memory vs full context vs a window vs none")

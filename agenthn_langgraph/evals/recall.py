@@ -19,6 +19,7 @@ sentence; ``exact_first_words`` (the reply starts with the value) is reported be
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import statistics
@@ -359,12 +360,44 @@ def in_context_recall(
 ) -> float:
     """Recall of the base with the text in the prompt (the teacher), alone: cheap, so usable on
     large samples where a threshold sits close to the true value."""
+    return reading_recall(model, language, n_docs=n_docs, seed=seed, n_facts=n_facts, batch=batch)["in_context"]
+
+
+def reading_recall(
+    model: WeightMemoryModel,
+    language: Language,
+    *,
+    n_docs: int,
+    seed: int,
+    n_facts: int = 4,
+    batch: int = 128,
+    no_memory: bool = False,
+) -> dict[str, float]:
+    """The base's own reading: ``in_context`` recall (and ``no_memory``, the base without the text,
+    when asked), with ``n_questions`` and a Wilson 95% interval for ``in_context``."""
     docs = language.examples(n_docs, seed, n_facts=n_facts)
     qs = [(d, p) for d in docs for p in d.qa]
     answer_len = max(len(model.prompts.answer_ids(p.question, p.answer)) for _, p in qs)
     runner = _Runner(model, batch, answer_len + 6)
     replies = runner.replies([model.prompts.teacher_ids(d.context, p.question) for d, p in qs], None)
-    return _mean([recalled(r, p.answer) for r, (_, p) in zip(replies, qs, strict=True)])
+    hits = [recalled(r, p.answer) for r, (_, p) in zip(replies, qs, strict=True)]
+    low, high = wilson_interval(sum(hits), len(hits))
+    out = {"n_questions": float(len(qs)), "in_context": _mean(hits), "in_context_low": low, "in_context_high": high}
+    if no_memory:
+        bare = runner.replies([model.prompts.student_ids(p.question) for _, p in qs], None)
+        out["no_memory"] = _mean([recalled(r, p.answer) for r, (_, p) in zip(bare, qs, strict=True)])
+    return out
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% by default)."""
+    if n <= 0:
+        raise ValueError("n must be positive")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _mean(xs: Sequence[float | bool]) -> float:
