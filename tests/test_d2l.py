@@ -36,7 +36,8 @@ CHECKPOINT = FIXTURE / "tiny_checkpoint.bin"
 
 def _golden() -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     with safe_open(str(FIXTURE / "golden.safetensors"), "pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict, f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict
+        return tensors, f.metadata()
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +171,50 @@ def test_known_bases_use_the_reference_affixes() -> None:
         "mistralai/Mistral-7B-Instruct-v0.2",
         "Qwen/Qwen3-4B-Instruct-2507",
     }
+
+
+def test_cli_convert_refuses_without_trust_then_converts(tiny_base: Path, tmp_path: Path, capsys) -> None:
+    from agenthn_langgraph.cli import main
+
+    out = tmp_path / "converted"
+    args = ["convert", "d2l", str(CHECKPOINT), "--base", str(tiny_base), "--out", str(out)]
+    assert main(args) == 2
+    assert "--trust-pickle" in capsys.readouterr().err and not out.exists()
+    assert main([*args, "--trust-pickle", "--chunk-tokens", "40"]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "source you trust" in err
+    assert HypernetConfig.from_json((out / "hypernet_config.json").read_text()).d2l.chunk_tokens == 40
+    with pytest.raises(SystemExit):  # the parser refuses abbreviations (--trust for --trust-pickle)
+        main([*args, "--trust"])
+
+
+def test_memory_agent_runs_on_a_converted_checkpoint(tiny_base: Path, converted: Path, tmp_path: Path) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from agenthn_langgraph import LocalHypernetChatModel, create_memory_agent
+
+    llm = LocalHypernetChatModel.from_pretrained(str(tiny_base), hypernet=str(converted), device="cpu", max_tokens=4)
+    engine = llm.engine
+    assert isinstance(engine.hypernet, D2LHypernetwork)
+    applied: list[list[int]] = []
+    row_plan = engine._row_plan
+
+    def spy(n_rows, adapters_per_row):
+        applied.append([a.rank for row in (adapters_per_row or []) for a in row])
+        return row_plan(n_rows, adapters_per_row)
+
+    engine._row_plan = spy
+    try:
+        agent = create_memory_agent(
+            llm, adapter_store=tmp_path / "adapters", max_turns=2, keep_turns=1, checkpointer=InMemorySaver()
+        )
+        cfg = {"configurable": {"thread_id": "t1"}}
+        for text in ["my pet is a frog .", "i live in lima .", "i play golf .", "what pet do i have ?"]:
+            out = agent.invoke({"messages": [("user", text)]}, cfg)
+        assert isinstance(out["messages"][-1].content, str)
+    finally:
+        engine._row_plan = row_plan
+    r = engine.hypernet.settings.rank
+    segments = [rank for ranks in applied for rank in ranks]
+    assert segments, "no adapter was applied to any model call"
+    assert all(rank % r == 0 and rank >= 2 * r for rank in segments)  # chunks + the bias LoRA
