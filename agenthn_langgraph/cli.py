@@ -359,6 +359,29 @@ def cmd_graphs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert_d2l(args: argparse.Namespace) -> int:
+    import warnings
+
+    from .hypernet.d2l import convert_d2l_checkpoint
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = convert_d2l_checkpoint(
+            args.checkpoint,
+            args.base,
+            args.out,
+            trust_pickle=args.trust_pickle,
+            chunk_tokens=args.chunk_tokens or None,
+        )
+    for w in caught:
+        print(f"agenthn: warning: {w.message}", file=sys.stderr)
+    print(
+        f"wrote a d2l hypernetwork to {out} (safetensors + JSON); load it with "
+        f"LocalHypernetChatModel.from_pretrained({args.base!r}, hypernet={str(out)!r})"
+    )
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .models.registry import load_default
     from .tiny_default import CHECKPOINT_DIR, training_record
@@ -503,6 +526,25 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--plot", default=None, help="also write a bar chart (PNG) to this path")
     m.add_argument("--torch-threads", dest="threads", type=int, default=2)
     m.set_defaults(func=cmd_eval_memory)
+
+    c = sub.add_parser("convert", help="convert other hypernetworks' checkpoints to ours (safetensors + JSON)")
+    csub = c.add_subparsers(dest="convert_what", required=True)
+    cd = csub.add_parser("d2l", help="a Sakana AI Doc-to-LoRA checkpoint (pytorch_model.bin, a pickle)")
+    cd.add_argument("checkpoint", help="the released pytorch_model.bin")
+    cd.add_argument("--base", required=True, help="local directory of the base model it was trained on")
+    cd.add_argument("--out", required=True, help="directory to write the converted hypernetwork to")
+    cd.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="unpickle the checkpoint (a pickle can run code: only for checkpoints from a source you trust)",
+    )
+    cd.add_argument(
+        "--chunk-tokens",
+        type=_non_negative_int,
+        default=8192,
+        help="longest context chunk in tokens (the reference's evaluation uses 8192; 0: never chunk)",
+    )
+    cd.set_defaults(func=cmd_convert_d2l)
 
     g = sub.add_parser("graphs", help="print each prebuilt graph as a Mermaid drawing")
     g.set_defaults(func=cmd_graphs)

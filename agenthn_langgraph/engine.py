@@ -493,7 +493,12 @@ class WeightMemoryModel:
                     f"{frac:.0%} of the text's tokens are unknown to {self.name}'s tokenizer "
                     f"(limit {self.max_unknown_fraction:.0%}): {t[:60]!r}. {self.vocabulary_note}".rstrip()
                 )
-        per_text = [self._chunks(ids) for ids in encoded]
+        d2l = self.hypernet.config.kind == "d2l"
+        if d2l:  # D2L wraps the text as a chat turn and chunks it its own way (hypernet/d2l.py)
+            with self._tok_lock:
+                per_text = [self.hypernet.chunk(self.tokenizer, t) for t in texts]
+        else:
+            per_text = [self._chunks(ids) for ids in encoded]
         for t, chunks in zip(texts, per_text, strict=True):
             if len(chunks) > self.max_chunks:
                 raise TextTooLongError(
@@ -509,6 +514,8 @@ class WeightMemoryModel:
             weights = {
                 n: (torch.cat([p[n][0] for p in parts], 0), torch.cat([p[n][1] for p in parts], 1)) for n in parts[0]
             }
+            if d2l:  # the learned bias LoRA after the chunks' ranks, scaled by lora_alpha
+                weights = self.hypernet.with_bias(weights)
             meta_extra = dict(extra or {})
             if self.tokenizer.unk_token_id is not None:
                 meta_extra["unknown_token_fraction"] = round(frac, 4)
@@ -520,7 +527,7 @@ class WeightMemoryModel:
                 hypernet=self.name,
                 extra=meta_extra,
             )
-            adapter = LoraAdapter(weights, metadata=meta)
+            adapter = LoraAdapter(weights, metadata=meta, scaling=self.hypernet.scaling if d2l else 1.0)
             adapter.check_against_base(self.fingerprint, self.injector.module_shapes(), self._weight_norms)
             adapters.append(adapter)
         return adapters
@@ -542,9 +549,14 @@ class WeightMemoryModel:
         out: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
         bos = self.tokenizer.bos_token_id
         assert self.hypernet is not None
+        d2l = self.hypernet.config.kind == "d2l"
         for s in range(0, len(chunks), batch):
-            group = [([bos] if bos is not None else []) + c for c in chunks[s : s + batch]]
+            group = [([bos] if bos is not None and not d2l else []) + c for c in chunks[s : s + batch]]
             ids, mask = pad_sequences(group, self.tokenizer.pad_token_id or 0, device=self.device)
+            if d2l:  # its chunks carry their chat turn's tokens (BOS included)
+                with self._internalize_lock:
+                    out += self.hypernet.generate_chunks(self.base, ids, mask)
+                continue
             with self._internalize_lock:
                 with self.recorder.recording(n_tokens=ids.numel()):
                     # the decoder alone: hidden states need no vocabulary-sized logits

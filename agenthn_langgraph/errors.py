@@ -27,6 +27,11 @@ class CheckpointError(AgenthnError, ValueError):
     """A model or hypernetwork checkpoint is missing, corrupt, or for another architecture."""
 
 
+class UntrustedCheckpointError(CheckpointError):
+    """A pickled checkpoint was not unpickled because the caller did not say it trusts it
+    (``--trust-pickle`` / ``trust_pickle=True``): loading a pickle can run arbitrary code."""
+
+
 class TextTooLongError(AgenthnError, ValueError):
     """A text would need more chunks than the model's ``max_chunks``; split it or raise the limit."""
 

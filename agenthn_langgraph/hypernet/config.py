@@ -83,6 +83,43 @@ class ChatFormat:
             raise ValueError(f"adapter_tokens must be a positive int or None, got {self.adapter_tokens!r}")
 
 
+@dataclass(frozen=True)
+class D2LSettings:
+    """What a Doc-to-LoRA checkpoint (``kind="d2l"``, see :mod:`.d2l`) needs beyond the shapes.
+
+    ``n_heads``, ``head_dim`` and ``n_kv_heads`` are the reference perceiver's fixed values (its
+    attention config never overrides them). ``context_prefix``/``context_suffix`` wrap a text as
+    the chat turn the reference encodes; ``chunk_*_ids`` close and reopen that turn at chunk cuts;
+    ``chunk_tokens`` is the longest chunk (``None``: never chunk). ``source`` is the base model
+    name the checkpoint recorded; ``quantized_context_encoder`` whether the reference ran its
+    context encoder in 4-bit (we never do).
+    """
+
+    module: str
+    rank: int
+    lora_alpha: float
+    latent_size: int
+    n_latents: int
+    num_blocks: int
+    num_pre_head_layers: int = 1
+    use_bias: bool = True
+    n_heads: int = 16
+    head_dim: int = 128
+    n_kv_heads: int = 4
+    rms_norm_eps: float = 1e-6
+    context_prefix: str = ""
+    context_suffix: str = ""
+    chunk_prefix_ids: tuple[int, ...] = ()
+    chunk_suffix_ids: tuple[int, ...] = ()
+    chunk_tokens: int | None = 8192
+    source: str = ""
+    quantized_context_encoder: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "chunk_prefix_ids", tuple(int(i) for i in self.chunk_prefix_ids))
+        object.__setattr__(self, "chunk_suffix_ids", tuple(int(i) for i in self.chunk_suffix_ids))
+
+
 @dataclass
 class HypernetConfig:
     base_hidden_size: int
@@ -103,12 +140,20 @@ class HypernetConfig:
     chat: ChatFormat = field(default_factory=ChatFormat)
     extra: dict[str, object] = field(default_factory=dict)
     format_version: int = 2
+    kind: Literal["pieces", "d2l"] = "pieces"
+    """``pieces``: our token-piece hypernetwork (:mod:`.model`); ``d2l``: Sakana AI's Doc-to-LoRA
+    architecture (:mod:`.d2l`), settings in ``d2l``. Configs written before kinds existed are ``pieces``."""
+    d2l: D2LSettings | None = None
 
     def __post_init__(self) -> None:
         if self.selection not in ("top_r", "gated"):
             raise CheckpointError(f"unknown selection {self.selection!r}")
         if self.rank < 1 or (self.max_rank is not None and self.max_rank < self.rank):
             raise CheckpointError(f"bad ranks: rank={self.rank}, max_rank={self.max_rank}")
+        if self.kind not in ("pieces", "d2l"):
+            raise CheckpointError(f"unknown hypernetwork kind {self.kind!r}")
+        if (self.kind == "d2l") != (self.d2l is not None):
+            raise CheckpointError("a hypernetwork of kind 'd2l' needs d2l settings, and only it has them")
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -124,6 +169,8 @@ class HypernetConfig:
             d.setdefault("chat", {"context": "prefix"})
         d["targets"] = {k: (int(v[0]), int(v[1])) for k, v in d["targets"].items()}
         d["chat"] = ChatFormat(**d.get("chat", {}))
+        if d.get("d2l") is not None:
+            d["d2l"] = D2LSettings(**d["d2l"])
         return cls(**d)
 
     def with_chat(self, **changes: Any) -> HypernetConfig:

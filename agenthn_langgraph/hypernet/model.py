@@ -301,6 +301,7 @@ class Hypernetwork(nn.Module):
 
     @classmethod
     def load(cls, directory: str | Path, *, map_location: str | torch.device = "cpu") -> Hypernetwork:
+        """Load a checkpoint directory; a config of kind ``d2l`` loads a :class:`~.d2l.D2LHypernetwork`."""
         directory = Path(directory)
         try:
             config = HypernetConfig.from_json((directory / CONFIG_FILE).read_text())
@@ -309,6 +310,10 @@ class Hypernetwork(nn.Module):
             raise CheckpointError(f"{directory}: not a hypernetwork checkpoint ({e.filename} missing)") from e
         except (SafetensorError, ValueError, TypeError, KeyError, OSError) as e:
             raise CheckpointError(f"{directory}: corrupt hypernetwork checkpoint ({e})") from e
+        if config.kind == "d2l":  # Sakana AI's architecture: same files, another module
+            from .d2l import D2LHypernetwork
+
+            return D2LHypernetwork.from_config_and_state(config, state, str(directory)).to(map_location)  # type: ignore[return-value]
         model = cls(config)
         try:
             model.load_state_dict(state)
