@@ -41,6 +41,7 @@ def test_demo_answers_from_the_adapter():
     assert adapter_hits >= 3 and no_memory_hits <= 1, proc.stdout
 
 
+@pytest.mark.slow
 def test_eval_recall_json_has_the_documented_keys():
     proc = _agenthn("eval", "recall", "--n-docs", "12", "--seed", "99", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -52,6 +53,7 @@ def test_eval_recall_json_has_the_documented_keys():
     assert report["adapter"] >= report["no_memory"] + 0.5, report
 
 
+@pytest.mark.slow
 def test_eval_memory_json_and_graphs():
     proc = _agenthn("eval", "memory", "--threads", "1", "--turns", "8", "--facts", "4", "--seed", "7", "--json")
     assert proc.returncode == 0, proc.stderr

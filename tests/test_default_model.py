@@ -16,6 +16,7 @@ from agenthn_langgraph.tiny_default import CHECKPOINT_DIR
 from agenthn_langgraph.tiny_default.language import Corpus
 
 TEST_SEED = 4242
+pytestmark = pytest.mark.slow  # the shipped model over hundreds of questions
 
 
 @pytest.fixture(scope="module")

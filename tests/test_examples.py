@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs every example script (the slow tier)
+
 
 @pytest.fixture(scope="module")
 def demo_output() -> str:

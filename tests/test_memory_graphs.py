@@ -205,6 +205,7 @@ def test_memory_agent_recalls_evicted_turns_with_a_small_prompt(llm, store, seed
     assert hits >= 4 and hits >= no_memory + 3, (hits, no_memory)
 
 
+@pytest.mark.slow
 def test_thread_resumed_in_a_new_process_keeps_its_adapters(tmp_path):
     """SqliteSaver + the store on disk: a second process answers from the first one's adapters."""
     script = textwrap.dedent(
