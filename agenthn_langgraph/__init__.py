@@ -7,7 +7,7 @@ Example:
     >>> from agenthn_langgraph import load_default
     >>> model = load_default()
     >>> memory = model.internalize("<user> my pet is a frog . <assistant> nice ! <end>")
-    >>> model.generate("what pet do i have ?", adapters=[memory], adapter_tokens=None)  # adapter on every token
+    >>> model.generate("what pet do i have ?", adapters=[memory])
     'frog'
 
 Heavy imports (torch, transformers) happen on first use of a name, not at ``import``.

@@ -20,8 +20,9 @@ Example:
     >>> llm.invoke("what pet do i have ?", adapters=[memory]).content.split()[0]
     'frog'
 
-The tiny default applies adapters to the first answer token only (``adapter_tokens``), so the
-base model writes the rest of the turn: answers read like ``'frog is my color .'``.
+``adapter_tokens`` limits how many generated tokens the adapters act on; a hypernetwork stores its
+own default in its chat format (the tiny default's is unset: it was trained on whole answers and
+their end-of-turn token, so the adapter stays on for the whole reply).
 """
 
 from __future__ import annotations
