@@ -12,7 +12,7 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 from agenthn_langgraph.chat_model import LocalHypernetChatModel
 
 NO_TOOL_SKILL = "the 3M-parameter tiny default was never trained to call tools (bind_tools itself works)"
-NO_JSON_SKILL = "the tiny default speaks a 541-word little language: it cannot write JSON"
+NO_JSON_SKILL = "the tiny default speaks a 688-word little language: it cannot write JSON"
 
 
 class TestLocalHypernetChatModelUnit(ChatModelUnitTests):
