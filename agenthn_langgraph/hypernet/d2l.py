@@ -42,13 +42,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import CheckpointError, UntrustedCheckpointError
 from .config import D2LSettings, HypernetConfig
-from .model import CONFIG_FILE, WEIGHTS_FILE
+from .model import read_checkpoint, write_checkpoint
 
 __all__ = [
     "KNOWN_CONTEXT_AFFIXES",
@@ -324,15 +322,7 @@ class D2LHypernetwork(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
-            str(directory / WEIGHTS_FILE),
-            metadata={"format": "agenthn-hypernet", "kind": "d2l"},
-        )
-        (directory / CONFIG_FILE).write_text(self.config.to_json())
-        return directory
+        return write_checkpoint(directory, self.config, self.state_dict())
 
     @classmethod
     def from_config_and_state(
@@ -347,14 +337,7 @@ class D2LHypernetwork(nn.Module):
 
     @classmethod
     def load(cls, directory: str | Path, *, map_location: str | torch.device = "cpu") -> D2LHypernetwork:
-        directory = Path(directory)
-        try:
-            config = HypernetConfig.from_json((directory / CONFIG_FILE).read_text())
-            state = load_file(str(directory / WEIGHTS_FILE), device=str(map_location))
-        except FileNotFoundError as e:
-            raise CheckpointError(f"{directory}: not a hypernetwork checkpoint ({e.filename} missing)") from e
-        except (SafetensorError, ValueError, TypeError, KeyError, OSError) as e:
-            raise CheckpointError(f"{directory}: corrupt hypernetwork checkpoint ({e})") from e
+        config, state = read_checkpoint(directory, map_location=map_location)
         return cls.from_config_and_state(config, state, str(directory)).to(map_location)
 
 

@@ -289,27 +289,13 @@ class Hypernetwork(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
-            str(directory / WEIGHTS_FILE),
-            metadata={"format": "agenthn-hypernet"},
-        )
-        (directory / CONFIG_FILE).write_text(self.config.to_json())
-        return directory
+        return write_checkpoint(directory, self.config, self.state_dict())
 
     @classmethod
     def load(cls, directory: str | Path, *, map_location: str | torch.device = "cpu") -> Hypernetwork:
         """Load a checkpoint directory; a config of kind ``d2l`` loads a :class:`~.d2l.D2LHypernetwork`."""
         directory = Path(directory)
-        try:
-            config = HypernetConfig.from_json((directory / CONFIG_FILE).read_text())
-            state = load_file(str(directory / WEIGHTS_FILE), device=str(map_location))
-        except FileNotFoundError as e:
-            raise CheckpointError(f"{directory}: not a hypernetwork checkpoint ({e.filename} missing)") from e
-        except (SafetensorError, ValueError, TypeError, KeyError, OSError) as e:
-            raise CheckpointError(f"{directory}: corrupt hypernetwork checkpoint ({e})") from e
+        config, state = read_checkpoint(directory, map_location=map_location)
         if config.kind == "d2l":  # Sakana AI's architecture: same files, another module
             from .d2l import D2LHypernetwork
 
@@ -326,3 +312,31 @@ def token_unembeddings(model: nn.Module, input_ids: torch.Tensor) -> torch.Tenso
     """Unit-norm output-embedding rows of ``input_ids`` [N, T, d]: what "say this token" writes."""
     weight = model.get_output_embeddings().weight  # [vocab, d]
     return F.normalize(weight[input_ids].float(), dim=-1)
+
+
+def write_checkpoint(directory: str | Path, config: HypernetConfig, state: dict[str, torch.Tensor]) -> Path:
+    """The checkpoint format every hypernetwork kind shares: safetensors weights + JSON config."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in state.items()},
+        str(directory / WEIGHTS_FILE),
+        metadata={"format": "agenthn-hypernet", "kind": config.kind},
+    )
+    (directory / CONFIG_FILE).write_text(config.to_json())
+    return directory
+
+
+def read_checkpoint(
+    directory: str | Path, *, map_location: str | torch.device = "cpu"
+) -> tuple[HypernetConfig, dict[str, torch.Tensor]]:
+    """Config and weights of a checkpoint directory, any kind; a typed error when missing or corrupt."""
+    directory = Path(directory)
+    try:
+        config = HypernetConfig.from_json((directory / CONFIG_FILE).read_text())
+        state = load_file(str(directory / WEIGHTS_FILE), device=str(map_location))
+    except FileNotFoundError as e:
+        raise CheckpointError(f"{directory}: not a hypernetwork checkpoint ({e.filename} missing)") from e
+    except (SafetensorError, ValueError, TypeError, KeyError, OSError) as e:
+        raise CheckpointError(f"{directory}: corrupt hypernetwork checkpoint ({e})") from e
+    return config, state
