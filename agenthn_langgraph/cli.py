@@ -325,12 +325,18 @@ def cmd_eval_memory(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     from .chat_model import LocalHypernetChatModel
 
+    seeds = [args.seed + k for k in range(args.seeds)]
     report = evaluate_memory(
-        LocalHypernetChatModel(model=args.model, max_tokens=4),
-        threads=args.n_threads,
+        LocalHypernetChatModel(model=args.model, max_tokens=8),
         turns=args.turns,
+        seeds=seeds,
+        threads=args.n_threads,
         n_facts=args.facts,
-        seed=args.seed,
+        n_updates=args.updates,
+        max_turns=args.max_turns,
+        keep_turns=args.keep_turns,
+        grow_segments=args.grow_segments,
+        follow_up_docs=args.follow_up_docs,
         progress=not args.json,
     )
     if args.plot:
@@ -412,6 +418,18 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _int_list(text: str) -> list[int]:
+    """``"16,64,256"`` -> ``[16, 64, 256]``: positive ints, comma-separated."""
+    try:
+        return [_positive_int(part) for part in text.split(",") if part.strip()] or _fail(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}") from e
+
+
+def _fail(text: str) -> list[int]:
+    raise argparse.ArgumentTypeError(f"expected at least one positive integer, got {text!r}")
 
 
 def _non_negative_int(text: str) -> int:
@@ -516,15 +534,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.set_defaults(func=cmd_eval)
 
-    m = esub.add_parser("memory", help="long threads: compacted weight memory vs full context vs a window vs none")
+    m = esub.add_parser(
+        "memory",
+        help="long threads: weight memory vs text RAG, compose-all, latest-only, a window, none (side by side)",
+    )
     m.add_argument("--model", default="tiny", help="a registered model (default: the embedded tiny one)")
-    m.add_argument("--threads", dest="n_threads", type=int, default=6)
-    m.add_argument("--turns", type=int, default=16)
-    m.add_argument("--facts", type=int, default=8)
+    m.add_argument(
+        "--turns", type=_int_list, default=[16, 64, 256, 1024], help="thread lengths, comma-separated (16,64,256,1024)"
+    )
+    m.add_argument("--seeds", type=_positive_int, default=3, help="seeds: --seed, --seed+1, ... (default 3)")
     m.add_argument("--seed", type=int, default=424242)
+    m.add_argument("--threads", dest="n_threads", type=_positive_int, default=4, help="threads per seed and length")
+    m.add_argument("--facts", type=_positive_int, default=6)
+    m.add_argument("--updates", type=_non_negative_int, default=2, help="facts restated later with a new value")
+    m.add_argument("--max-turns", dest="max_turns", type=_positive_int, default=2, help="the agent's (default 2)")
+    m.add_argument(
+        "--keep-turns", dest="keep_turns", type=_positive_int, default=1, help="the agent's (default 1)"
+    )
+    m.add_argument(
+        "--no-grow-segments", dest="grow_segments", action="store_false", help="one segment per compaction (ablation)"
+    )
+    m.add_argument(
+        "--follow-up-docs", dest="follow_up_docs", type=_non_negative_int, default=100, help="0: no follow-ups"
+    )
     m.add_argument("--json", action="store_true")
-    m.add_argument("--plot", default=None, help="also write a bar chart (PNG) to this path")
-    m.add_argument("--torch-threads", dest="threads", type=int, default=2)
+    m.add_argument("--plot", default=None, help="also draw recall and prompt tokens against thread length (PNG)")
+    m.add_argument("--torch-threads", dest="threads", type=_positive_int, default=2)
     m.set_defaults(func=cmd_eval_memory)
 
     c = sub.add_parser("convert", help="convert other hypernetworks' checkpoints to ours (safetensors + JSON)")

@@ -54,16 +54,33 @@ def test_eval_recall_json_has_the_documented_keys():
 
 
 @pytest.mark.slow
-def test_eval_memory_json_and_graphs():
-    proc = _agenthn("eval", "memory", "--threads", "1", "--turns", "8", "--facts", "4", "--seed", "7", "--json")
+def test_eval_memory_json_and_graphs(tmp_path):
+    proc = _agenthn(
+        "eval", "memory", "--turns", "16,24", "--seeds", "1", "--threads", "1", "--follow-up-docs", "4",
+        "--plot", str(tmp_path / "memory.png"), "--json",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert set(report["recall"]) == {"weight_memory", "full_context", "window", "no_memory"}
-    # compaction keeps the prompt far below the whole thread's
-    assert report["prompt_tokens_max"]["weight_memory"] < report["prompt_tokens_median"]["full_context"]
+    conditions = {"weight_memory", "text_rag", "text_rag_k3", "compose_all", "latest_only", "vanilla", "no_memory"}
+    assert set(report["recall"]) == set(report["recall_ci"]) == set(report["prompt_tokens_median"]) == conditions
+    assert set(report["recall"]["weight_memory"]) == {"16", "24"} and report["questions"] == {"16": 6, "24": 6}
+    for key in ("retrieval_top1_hit", "normal_reply_rate", "thread_tokens_median", "latest_value_rate"):
+        assert key in report
+    lo, hi = report["recall_ci"]["weight_memory"]["24"]
+    assert lo <= report["recall"]["weight_memory"]["24"] <= hi
+    # weights carry what text RAG puts in the prompt: fewer tokens at question time, by a margin
+    assert report["prompt_tokens_median"]["weight_memory"]["24"] < report["prompt_tokens_median"]["text_rag"]["24"]
+    assert set(report["follow_up"]) == {"n", "first", "second", "fresh"}
+    assert (tmp_path / "memory.png").stat().st_size > 10_000
     drawings = _agenthn("graphs")
     assert drawings.returncode == 0, drawings.stderr
     assert drawings.stdout.count("```mermaid") == 4 and "compact --> recall_memory" in drawings.stdout
+
+
+@pytest.mark.parametrize("turns", ["16,-4", "16,x", ",", "0"])
+def test_eval_memory_refuses_bad_lengths(turns):
+    proc = _agenthn("eval", "memory", "--turns", turns)
+    assert proc.returncode == 2 and "argument --turns" in proc.stderr and "positive integer" in proc.stderr
 
 
 @pytest.mark.slow

@@ -190,7 +190,8 @@ def test_memory_agent_recalls_evicted_turns_with_a_small_prompt(llm, store, seed
     for statement, _, _ in facts:
         out = agent.invoke({"messages": [("user", statement)]}, cfg)
         prompt_tokens.append(out["messages"][-1].usage_metadata["input_tokens"])
-    assert out["compacted_turns"] == 4 and len(out["memory_segments"]) == 1
+    # one segment per statement (the factory's max_segment_statements=1)
+    assert out["compacted_turns"] == 4 and len(out["memory_segments"]) == 4
     assert max(prompt_tokens) < 60, prompt_tokens  # never the whole thread: it would be ~100 tokens
     hits = 0
     for _, question, answer in facts:  # the first question's turn evicts the last four facts too

@@ -246,6 +246,18 @@ class Hypernetwork(nn.Module):
         return TokenPieces(a, b, g, mask)
 
     @torch.no_grad()
+    def token_gates(self, hidden_states: Sequence[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
+        """Each token's gate [N, T], the largest over the target modules (0 on padding).
+
+        Training teaches the gate to fire on the tokens of the values a text states (the answer
+        spans), so it doubles as a detector of what a text states: weight memory indexes the
+        messages it fires on and treats a message that states a value as news, not a question.
+        """
+        z = self.encode(hidden_states, attention_mask)
+        mask = attention_mask.to(z.dtype)
+        return torch.stack([self.heads[self._key(n)].gate(z, mask) for n in self._names]).amax(0)
+
+    @torch.no_grad()
     def generate(
         self,
         hidden_states: Sequence[torch.Tensor],

@@ -133,6 +133,12 @@ class LoraAdapter:
         return max((a.shape[0] for a, _ in self.weights.values()), default=0)
 
     @property
+    def parts(self) -> int:
+        """How many adapters were composed into this one (1 for a generated adapter)."""
+        n = (self.metadata.extra or {}).get("n_adapters", 1) if self.metadata.kind == "composed" else 1
+        return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
+
+    @property
     def target_modules(self) -> list[str]:
         return list(self.weights)
 
@@ -177,7 +183,16 @@ class LoraAdapter:
         *,
         max_relative_norm: float = 100.0,
     ) -> None:
-        """Refuse an adapter made for another base, for modules it lacks, or absurdly large."""
+        """Refuse an adapter made for another base, for modules it lacks, or absurdly large.
+
+        "Absurdly large" is ``max_relative_norm`` times the base weight's norm per part: a composed
+        adapter of ``n`` parts (``extra["n_adapters"]``, never counted above its rank, since every
+        part brings at least one rank) may reach ``n`` times that, the most ``n`` legitimate parts
+        can sum to. So composing every segment of a long thread is allowed, while a single absurd
+        adapter, or a composite claiming parts it does not have, is still refused.
+        """
+        parts = max(1, min(self.parts, self.rank))
+        max_relative_norm *= parts
         if self.metadata.base_fingerprint != fingerprint:
             raise AdapterMismatchError(
                 f"adapter was made for base model {self.metadata.base_fingerprint[:16]}..., "
@@ -195,7 +210,8 @@ class LoraAdapter:
                 rel = delta_norm(a, b, self.scaling) / max(weight_norms[name], 1e-12)
                 if rel > max_relative_norm:
                     raise AdapterNormError(
-                        f"{name}: delta is {rel:.1f}x the base weight's norm (limit {max_relative_norm}x)"
+                        f"{name}: delta is {rel:.1f}x the base weight's norm (limit {max_relative_norm:g}x"
+                        + (f" for {parts} composed parts)" if parts > 1 else ")")
                     )
 
     # ------------------------------------------------------------------ algebra
@@ -233,7 +249,7 @@ class LoraAdapter:
             source_sha256=text_sha256("".join(a.metadata.source_sha256 or "" for a in adapters)),
             n_chunks=sum(a.metadata.n_chunks for a in adapters),
             hypernet=adapters[0].metadata.hypernet,
-            extra={"n_adapters": len(adapters)},
+            extra={"n_adapters": sum(a.parts for a in adapters)},
         )
         return cls(out, metadata=meta, scaling=1.0)
 

@@ -36,9 +36,16 @@ from langchain_core.messages import BaseMessage, HumanMessage, RemoveMessage, Sy
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 
 from ..chat_model import LocalHypernetChatModel, to_chat_dicts
-from ..errors import AdapterNormError, ArgumentTypeError, InvalidArgumentError, TextTooLongError
+from ..errors import (
+    AdapterNormError,
+    AdapterNotFoundError,
+    ArgumentTypeError,
+    InvalidArgumentError,
+    TextTooLongError,
+)
+from ..memory.retrieval import ENTRIES_KEY, SegmentRetriever, dump_entries, entries_for_turns, load_entries
 from ..options import check_int_option
-from .state import NamespaceTemplate, latest_human_text, messages_of, ref, run_context
+from .state import NamespaceTemplate, latest_human_text, messages_of, ref, removed_id, run_context
 
 DEFAULT_SEGMENT_NAMESPACE = ("memories", "{thread_id}")
 DEFAULT_MAX_TURNS = 6
@@ -92,6 +99,16 @@ def render_segment(model: LocalHypernetChatModel, messages: Sequence[BaseMessage
     return text.strip()
 
 
+def _user_turns(turns: Sequence[Sequence[BaseMessage]], first_turn: int) -> list[tuple[int, str]]:
+    """(turn number, the user's message) for each turn that starts with one."""
+    return [
+        (first_turn + k, m.text if isinstance(m.text, str) else str(m.content))
+        for k, turn in enumerate(turns)
+        for m in turn[:1]
+        if isinstance(m, HumanMessage)
+    ]
+
+
 class CompactNode(RunnableLambda):
     """Internalize the oldest turns into a segment adapter and evict them from ``messages``.
 
@@ -114,6 +131,13 @@ class CompactNode(RunnableLambda):
         max_turns: compact once more than this many turns are un-compacted (>= 1).
         keep_turns: turns left in context after compacting (1 <= keep_turns <= max_turns; default 2).
         max_segment_turns: at most this many turns go into one segment adapter.
+        grow_segments: evicted turns are appended to the thread's newest segment (re-internalized
+            with them, one hypernetwork pass) until it holds ``max_segment_turns`` turns, instead
+            of each compaction making its own segment. With ``max_turns=2, keep_turns=1`` the
+            prompt holds one earlier turn however long the thread, and segments still hold 8.
+        max_segment_statements: a segment holds at most this many user messages that state a
+            value (by the hypernetwork's gate); the next one starts a new segment. With 1, a fact
+            restated later never shares an adapter with its old value, so the newest can win.
         namespace: where segments are stored; default ``("memories", "{thread_id}")``.
 
     A budget that is not an int (``"7"``, ``7.5``, ``nan``) raises :class:`ArgumentTypeError` (a
@@ -147,6 +171,8 @@ class CompactNode(RunnableLambda):
         max_turns: int | None = None,
         keep_turns: int | None = None,
         max_segment_turns: int = 8,
+        grow_segments: bool = False,
+        max_segment_statements: int | None = None,
         namespace: str | Sequence[str] = DEFAULT_SEGMENT_NAMESPACE,
         name: str = "compact",
     ) -> None:
@@ -181,7 +207,15 @@ class CompactNode(RunnableLambda):
             )
         max_segment_turns = check_int_option("max_segment_turns", max_segment_turns)
         self.model, self.store = model, store
+        if not isinstance(grow_segments, bool):
+            raise ArgumentTypeError(f"grow_segments must be a bool, got {type(grow_segments).__name__}")
         self.max_turns, self.keep_turns, self.max_segment_turns = max_turns, keep_turns, max_segment_turns
+        self.grow_segments = grow_segments
+        self.max_segment_statements = (
+            None
+            if max_segment_statements is None
+            else check_int_option("max_segment_statements", max_segment_statements)
+        )
         self.max_tokens, self.keep_tokens = max_tokens, keep_tokens
         self.token_counter = token_counter
         self.namespace = NamespaceTemplate(namespace)
@@ -236,6 +270,14 @@ class CompactNode(RunnableLambda):
         stored = self._stored_ranges(namespace, first_turn)
         segment_ids: list[str] = []
         start = 0
+        # What the user stated in each evicted turn (one batched pass), for the index and for
+        # max_segment_statements: a segment is cut before a turn that would exceed it.
+        stating = {e.turn for e in entries_for_turns(self.model, _user_turns(old, first_turn))}
+        if self.grow_segments:
+            grown = self._grow_newest(list(state.get("memory_segments") or []), old, first_turn, namespace, stating)
+            if grown is not None:
+                replaced, new_id, start = grown
+                segment_ids += [removed_id(replaced), new_id]
         while start < len(old):
             adopted = self._adopt_stored(stored, old[start:], first_turn + start, namespace)
             if adopted is not None:
@@ -243,7 +285,8 @@ class CompactNode(RunnableLambda):
                 segment_ids.append(adopted[0])
                 start += adopted[1]
                 continue
-            group = old[start : start + self.max_segment_turns]
+            n = self._fitting(first_turn + start, len(old) - start, 0, self.max_segment_turns, stating)
+            group = old[start : start + max(n, 1)]
             segment_ids += self._store_segments(group, first_turn + start, namespace)
             start += len(group)
         return {
@@ -251,6 +294,66 @@ class CompactNode(RunnableLambda):
             "memory_segments": segment_ids,
             "compacted_turns": len(old),
         }
+
+    def _fitting(self, first: int, available: int, statements: int, room: int, stating: set[int]) -> int:
+        """How many turns from turn ``first`` on fit a segment holding ``statements`` statements and
+        ``room`` more turns: stop before the turn that would exceed ``max_segment_statements``."""
+        n = 0
+        while n < min(available, room):
+            statements += (first + n) in stating
+            if self.max_segment_statements is not None and statements > self.max_segment_statements:
+                break
+            n += 1
+        return n
+
+    def _grow_newest(
+        self,
+        segments: list[str],
+        old: list[list[BaseMessage]],
+        first_turn: int,
+        namespace: tuple[str, ...],
+        stating: set[int],
+    ) -> tuple[str, str, int] | None:
+        """Append the oldest of ``old`` to the thread's newest segment while it has room:
+        (replaced id, new id, turns taken), or None (no newest segment, full, or not adjacent).
+
+        The grown segment is a new adapter of the old text plus the new turns (one hypernetwork
+        pass), with its own id (:func:`segment_id` of the longer range and text), so a replay
+        finds it; the replaced version stays in the store as history until
+        :meth:`remove_orphans`. What the state lists is what memory recalls.
+        """
+        if not segments:
+            return None
+        try:
+            rec = self.store.get_record(segments[-1], namespace=namespace)
+        except AdapterNotFoundError:
+            return None
+        if rec.turn_start is None or rec.turn_end != first_turn - 1 or (rec.extra or {}).get("truncated"):
+            return None
+        room = self.max_segment_turns - (rec.turn_end - rec.turn_start + 1)
+        n = self._fitting(first_turn, len(old), len(load_entries(rec)), room, stating)
+        if n == 0:
+            return None
+        take = old[:n]
+        text = f"{rec.text}\n{render_segment(self.model, [m for turn in take for m in turn])}"
+        turn_range = (rec.turn_start, first_turn + len(take) - 1)
+        new_id = segment_id(namespace, turn_range, text)
+        if not self.store.exists(new_id, namespace=namespace):
+            try:
+                adapter = self.model.internalize(text, kind="segment", extra={"turn_start": turn_range[0]})
+            except (TextTooLongError, AdapterNormError):
+                return None  # the newest segment is as long as it can be: start another one
+            entries = load_entries(rec) + entries_for_turns(self.model, _user_turns(take, first_turn))
+            self.store.put(
+                adapter,
+                namespace=namespace,
+                text=text,
+                kind="segment",
+                adapter_id=new_id,
+                turn_range=turn_range,
+                extra={ENTRIES_KEY: dump_entries(entries)},
+            )
+        return rec.id, new_id, len(take)
 
     def _store_segments(self, group: list[list[BaseMessage]], first_turn: int, namespace: tuple[str, ...]) -> list[str]:
         """One segment adapter for ``group``. A group the hypernetwork cannot take whole (too many
@@ -264,7 +367,10 @@ class CompactNode(RunnableLambda):
         seg_id = segment_id(namespace, turn_range, text)
         if self.store.exists(seg_id, namespace=namespace):
             return [seg_id]
-        extra: dict[str, Any] = {}
+        # What the user stated in these turns, for retrieval (memory/retrieval.py): computed before
+        # any adapter is written, so a segment is never indexed by its rendered turns alone.
+        said = _user_turns(group, first_turn)
+        extra: dict[str, Any] = {ENTRIES_KEY: dump_entries(entries_for_turns(self.model, said))}
         try:
             adapter = self.model.internalize(text, kind="segment", extra={"turn_start": turn_range[0]})
         except (TextTooLongError, AdapterNormError):
@@ -273,7 +379,7 @@ class CompactNode(RunnableLambda):
                     i for k, turn in enumerate(group) for i in self._store_segments([turn], first_turn + k, namespace)
                 ]
             adapter, text = self._internalize_head(text, turn_range[0])
-            extra = {"truncated": True}
+            extra["truncated"] = True
         record = self.store.put(
             adapter,
             namespace=namespace,
@@ -281,7 +387,7 @@ class CompactNode(RunnableLambda):
             kind="segment",
             adapter_id=seg_id,
             turn_range=turn_range,
-            extra=extra or None,
+            extra=extra,
         )
         return [record.id]
 
@@ -348,15 +454,24 @@ class CompactNode(RunnableLambda):
 
 
 class MemoryRecallNode(RunnableLambda):
-    """Before the model answers: put the ``top_k`` segments relevant to the latest question in
-    ``active_adapters["segments"]`` (an empty list when nothing is stored or relevant).
+    """Before the model answers: put the segments that answer the latest message in
+    ``active_adapters["segments"]``, or an empty list so the model answers as the base would.
+
+    Ranking is :class:`~agenthn_langgraph.memory.SegmentRetriever`'s: the user's statements are
+    the index; candidates by dense + lexical similarity; the base, reading a candidate statement,
+    must answer the message with its value with probability >= ``min_confidence``; the newest
+    confident statement wins. A message that itself states a value recalls nothing, and neither
+    does small talk: the adapter is applied only when memory has the answer.
 
     Args:
         store: the :class:`~agenthn_langgraph.store.AdapterStore` the segments are in.
-        top_k: at most this many segment adapters are composed into one call. Default 1: the tiny
-            default answers 8/10 early facts of a 10-fact thread with one recalled segment and 4/10
-            with two composed (``examples/long_memory.py``); a larger hypernetwork composes better.
-        min_score: ignore segments less similar than this (cosine similarity of MiniLM embeddings).
+        model: the chat model (its hypernetwork's gate and its base judge relevance). Without it,
+            similarity alone ranks and ``min_score`` is the only bar.
+        top_k: at most this many segment adapters are composed into one call (default 1: one
+            confident segment answers a question; composing unrelated ones only adds noise).
+        min_confidence: reader probability needed to apply a segment (default 0.5).
+        min_score: similarity needed where the reader cannot judge (no model, or no gate).
+        candidates: statements re-ranked by the reader per message (default 8).
         namespace: must match the ``CompactNode``'s.
     """
 
@@ -364,24 +479,38 @@ class MemoryRecallNode(RunnableLambda):
         self,
         store: Any,
         *,
+        model: LocalHypernetChatModel | None = None,
         top_k: int = 1,
+        min_confidence: float = 0.5,
         min_score: float | None = None,
+        candidates: int = 8,
         namespace: str | Sequence[str] = DEFAULT_SEGMENT_NAMESPACE,
         name: str = "recall_memory",
     ) -> None:
-        if top_k < 1:
-            raise ValueError("top_k must be >= 1")
-        self.store, self.top_k, self.min_score = store, top_k, min_score
+        self.top_k = check_int_option("top_k", top_k)
+        self.store = store
+        self.retriever = SegmentRetriever(
+            store, model, candidates=candidates, min_confidence=min_confidence, min_score=min_score
+        )
         self.namespace = NamespaceTemplate(namespace)
         super().__init__(self._recall, afunc=self._arecall, name=name)
 
     def _recall(self, state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        query = latest_human_text(messages_of(state))
+        messages = messages_of(state)
+        query = latest_human_text(messages)
         if not query:
             return {"active_adapters": {"segments": []}}
         namespace = self.namespace.format(config, run_context())
-        hits = self.store.search(query, namespace=namespace, k=self.top_k, kind="segment", min_score=self.min_score)
-        return {"active_adapters": {"segments": [ref(h.id, namespace) for h in hits]}}
+        said = [m.text if isinstance(m.text, str) else str(m.content) for m in messages if isinstance(m, HumanMessage)]
+        listed = state.get("memory_segments")
+        hits = self.retriever.retrieve(
+            query,
+            namespace=namespace,
+            k=self.top_k,
+            context=said[:-1],
+            segments=None if listed is None else list(listed),
+        )
+        return {"active_adapters": {"segments": [ref(h.segment_id, namespace) for h in hits]}}
 
     async def _arecall(self, state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         return await asyncio.to_thread(self._recall, state, config)

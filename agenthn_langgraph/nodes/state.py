@@ -38,10 +38,28 @@ def merge_instructions(left: Mapping[str, str] | None, right: Mapping[str, str] 
     return {k: v for k, v in {**(left or {}), **(right or {})}.items() if v}
 
 
+REMOVE_ID_PREFIX = "-"
+
+
+def removed_id(adapter_id: str) -> str:
+    """The update that removes ``adapter_id`` from an id list (like ``RemoveMessage`` for messages).
+
+    >>> add_ids(["a", "b"], [removed_id("b"), "c"])
+    ['a', 'c']
+    """
+    return REMOVE_ID_PREFIX + adapter_id
+
+
 def add_ids(left: list[str] | None, right: list[str] | None) -> list[str]:
-    """Append ids, skipping ones already present (re-running a node is harmless)."""
+    """Append ids, skipping ones already present, and drop ``removed_id(...)`` ones (re-running a
+    node is harmless: removing an absent id and adding a present one change nothing)."""
     out = list(left or [])
-    out += [i for i in right or [] if i not in out]
+    for i in right or []:
+        if i.startswith(REMOVE_ID_PREFIX):
+            if i[1:] in out:
+                out.remove(i[1:])
+        elif i not in out:
+            out.append(i)
     return out
 
 

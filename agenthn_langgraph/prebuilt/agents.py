@@ -37,6 +37,11 @@ from ._common import (
 if TYPE_CHECKING:
     from ..store import AdapterStore
 
+# The memory agent compacts every turn past one and grows segments to 8 turns: the prompt holds
+# the previous turn and the question, and what left it is in weights (README, "Long threads").
+DEFAULT_AGENT_MAX_TURNS = 2
+DEFAULT_AGENT_KEEP_TURNS = 1
+
 
 class PersonalizedState(WeightMemoryState):
     profile: NotRequired[dict[str, str]]
@@ -58,6 +63,9 @@ def create_memory_agent(
     token_counter: TokenCounter | BaseLanguageModel | None = None,
     max_turns: int | None = None,
     keep_turns: int | None = None,
+    max_segment_turns: int = 8,
+    grow_segments: bool = True,
+    max_segment_statements: int | None = 1,
     top_k: int = 1,
     namespace: str | Sequence[str] = DEFAULT_SEGMENT_NAMESPACE,
     system_prompt: str | None = None,
@@ -73,10 +81,14 @@ def create_memory_agent(
     """A chat agent with long-horizon weight memory: ``compact -> recall_memory -> agent``.
 
     Once a thread holds more than ``max_tokens`` tokens (by ``token_counter``, default the model's
-    own tokenizer) or more than ``max_turns`` turns (with neither, ``max_turns=6``), the oldest
-    turns are internalized into segment adapters and evicted down to ``keep_tokens`` /
-    ``keep_turns`` (see :class:`~agenthn_langgraph.nodes.CompactNode`); before each answer the
-    ``top_k`` segments relevant to the question are applied to the model call.
+    own tokenizer) or more than ``max_turns`` turns (with neither: ``max_turns=2, keep_turns=1``),
+    the oldest turns are internalized and evicted down to ``keep_tokens`` / ``keep_turns`` (see
+    :class:`~agenthn_langgraph.nodes.CompactNode`). With ``grow_segments`` (the default) evicted
+    turns join the newest segment adapter until it holds ``max_segment_turns`` turns or would hold
+    a second statement of a value (``max_segment_statements``), so the prompt stays a turn or two
+    long while segments stay whole. Before each answer the segment whose stored statement answers
+    the question is applied to the model call, and none for small
+    talk (see :class:`~agenthn_langgraph.nodes.MemoryRecallNode`).
 
     Example:
         >>> import tempfile
@@ -87,12 +99,14 @@ def create_memory_agent(
         >>> for text in ["my pet is a frog .", "i live in lima .", "hello , how are you ?"]:
         ...     _ = agent.invoke({"messages": [("user", text)]}, cfg)
         >>> out = agent.invoke({"messages": [("user", "what pet do i have ?")]}, cfg)
-        >>> out["messages"][-1].content.split()[0], len(out["memory_segments"])
-        ('frog', 1)
+        >>> out["messages"][-1].content.split()[0], len(out["memory_segments"])  # a segment per statement
+        ('frog', 2)
     """
     store = check_langgraph_store(store, adapter_store)
     model = resolve_model(model)
     adapter_store = resolve_store(model, adapter_store)
+    if max_tokens is None and max_turns is None and keep_turns is None:
+        max_turns, keep_turns = DEFAULT_AGENT_MAX_TURNS, DEFAULT_AGENT_KEEP_TURNS
     graph = StateGraph(check_state_schema(state_schema, WeightMemoryState), context_schema=context_schema)
     graph.add_node(
         CompactNode(
@@ -103,10 +117,13 @@ def create_memory_agent(
             token_counter=token_counter,
             max_turns=max_turns,
             keep_turns=keep_turns,
+            max_segment_turns=max_segment_turns,
+            grow_segments=grow_segments,
+            max_segment_statements=max_segment_statements,
             namespace=namespace,
         )
     )
-    graph.add_node(MemoryRecallNode(adapter_store, top_k=top_k, namespace=namespace))
+    graph.add_node(MemoryRecallNode(adapter_store, model=model, top_k=top_k, namespace=namespace))
     graph.add_node(CallModelNode(model, adapter_store, system_prompt=system_prompt))
     graph.add_edge(START, "compact")
     graph.add_edge("compact", "recall_memory")

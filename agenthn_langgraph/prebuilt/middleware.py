@@ -15,6 +15,7 @@ from typing import Annotated, Any, NotRequired
 from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
 from langchain_core.language_models import BaseLanguageModel
 from langgraph.config import get_config
+from langgraph.graph import add_messages
 from langgraph.runtime import Runtime
 
 from ..chat_model import LocalHypernetChatModel
@@ -60,7 +61,7 @@ class WeightMemoryMiddleware(AgentMiddleware[WeightMemoryAgentState]):
             keep_turns=keep_turns,
             namespace=namespace,
         )
-        self.recall = MemoryRecallNode(self.adapter_store, top_k=top_k, namespace=namespace)
+        self.recall = MemoryRecallNode(self.adapter_store, model=self.model, top_k=top_k, namespace=namespace)
 
     def before_model(self, state: WeightMemoryAgentState, runtime: Runtime) -> dict[str, Any] | None:
         return self._before_with_config(dict(state), get_config())
@@ -69,7 +70,14 @@ class WeightMemoryMiddleware(AgentMiddleware[WeightMemoryAgentState]):
         return await asyncio.to_thread(self._before_with_config, dict(state), get_config())
 
     def _before_with_config(self, state: dict[str, Any], config: Any) -> dict[str, Any]:
-        return {**self.compact._compact(state, config), **self.recall._recall(state, config)}
+        update = self.compact._compact(state, config)
+        if update:  # recall sees the state as the compaction leaves it (the graph's nodes run in turn)
+            state = {
+                **state,
+                "messages": add_messages(state["messages"], update["messages"]),
+                "memory_segments": add_ids(state.get("memory_segments"), update["memory_segments"]),
+            }
+        return {**update, **self.recall._recall(state, config)}
 
     def _with_adapters(self, request: ModelRequest) -> ModelRequest:
         refs = all_adapter_refs(request.state or {})

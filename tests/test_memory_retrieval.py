@@ -1,0 +1,167 @@
+"""Retrieval for weight memory, run for real: the tiny model's gate and reader, real Chroma, real graphs.
+
+What is indexed (the user's statements), when memory is used (only when the base alone is unsure
+and a remembered statement confidently answers), and which value wins (the newest).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+
+from agenthn_langgraph.chat_model import LocalHypernetChatModel
+from agenthn_langgraph.errors import AdapterNormError, ArgumentTypeError, InvalidArgumentError
+from agenthn_langgraph.evals.memory import _restatement
+from agenthn_langgraph.lora.adapter import LoraAdapter
+from agenthn_langgraph.memory import SegmentRetriever, stated_values
+from agenthn_langgraph.memory.retrieval import load_entries
+from agenthn_langgraph.prebuilt import create_memory_agent
+from agenthn_langgraph.store import AdapterStore
+from agenthn_langgraph.tiny_default.language import SMALL_TALK
+
+SEEDS = (11, 22, 33)
+
+
+@pytest.fixture(scope="module")
+def llm() -> LocalHypernetChatModel:
+    return LocalHypernetChatModel(max_tokens=8)
+
+
+@pytest.fixture()
+def store(llm, tmp_path) -> AdapterStore:
+    return AdapterStore.for_model(llm.engine, tmp_path / "store")
+
+
+def _agent(llm, store):
+    return create_memory_agent(llm, store, max_turns=4, keep_turns=1, checkpointer=InMemorySaver())
+
+
+def _run(agent, cfg, texts):
+    out = {}
+    for text in texts:
+        out = agent.invoke({"messages": [("user", text)]}, cfg)
+    return out
+
+
+def _segments(out) -> list[str]:
+    return [r["id"] for r in (out.get("active_adapters") or {}).get("segments", [])]
+
+
+def test_the_gate_finds_stated_values_and_nothing_in_small_talk(llm):
+    talk = [user for user, _ in SMALL_TALK]
+    facts = llm.engine.language.user_facts(random.Random(5), 12)
+    values = stated_values(llm.engine, talk + [f.statement for f in facts])
+    assert values[: len(talk)] == [[] for _ in talk]
+    assert values[len(talk) :] == [[f.answer] for f in facts]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_latest_value_wins_and_the_history_stays(llm, store, seed):
+    rng = random.Random(seed)
+    old = llm.engine.language.user_facts(rng, 1)[0]
+    new = _restatement(llm.engine.language, rng, old)
+    talk = [SMALL_TALK[i % len(SMALL_TALK)][0] for i in range(6)]
+    agent = _agent(llm, store)
+    cfg = {"configurable": {"thread_id": f"t{seed}"}}
+    out = _run(agent, cfg, [old.statement, *talk, new.statement, *talk])
+    assert out["compacted_turns"] >= 9  # both statements left the context
+    out = agent.invoke({"messages": [("user", old.question)]}, cfg)
+    assert out["messages"][-1].content.split()[0] == new.answer, (old, new, out["messages"][-1].content)
+    (used,) = _segments(out)
+    record = store.get_record(used, namespace=("memories", f"t{seed}"))
+    assert record.turn_start <= 7 <= record.turn_end  # the restatement's segment, not the first one
+    listed = set(out["memory_segments"])
+    records = store.list(namespace=("memories", f"t{seed}"), kind="segment")
+    entries = [e for r in records if r.id in listed for e in load_entries(r)]
+    assert [(e.turn, e.values) for e in entries] == [(0, (old.answer,)), (7, (new.answer,))]
+    assert len(records) > len(listed)  # the versions a segment grew out of stay stored, not recalled
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_restatement_still_in_context_beats_the_older_segment(llm, store, seed):
+    rng = random.Random(seed)
+    old = llm.engine.language.user_facts(rng, 1)[0]
+    new = _restatement(llm.engine.language, rng, old)
+    agent = create_memory_agent(llm, store, max_turns=6, keep_turns=3, checkpointer=InMemorySaver())
+    cfg = {"configurable": {"thread_id": f"c{seed}"}}
+    out = _run(agent, cfg, [old.statement, *(SMALL_TALK[i][0] for i in range(5)), new.statement])
+    assert out["compacted_turns"] >= 1 and old.statement not in [m.content for m in out["messages"]]
+    out = agent.invoke({"messages": [("user", old.question)]}, cfg)
+    assert _segments(out) == []  # memory only holds the older value
+    assert out["messages"][-1].content.split()[0] == new.answer
+
+
+def test_small_talk_statements_and_unknown_questions_get_no_adapter(llm, store):
+    facts = llm.engine.language.user_facts(random.Random(7), 8)
+    asked, never_stated = facts[:6], facts[6:]
+    agent = _agent(llm, store)
+    cfg = {"configurable": {"thread_id": "talk"}}
+    _run(agent, cfg, [f.statement for f in asked] + [SMALL_TALK[0][0]] * 2)
+    normal = 0
+    for user, reply in SMALL_TALK:  # memory exists now: six facts compacted
+        out = agent.invoke({"messages": [("user", user)]}, cfg)
+        assert out["memory_segments"] and _segments(out) == [], user
+        normal += out["messages"][-1].content.startswith(reply[:12])
+    assert normal == len(SMALL_TALK)
+    for f in never_stated:  # memory cannot answer: the base answers as it would alone
+        out = agent.invoke({"messages": [("user", f.question)]}, cfg)
+        assert _segments(out) == [], f
+    out = agent.invoke({"messages": [("user", asked[1].question)]}, cfg)
+    assert len(_segments(out)) == 1 and out["messages"][-1].content.split()[0] == asked[1].answer
+    news = _restatement(llm.engine.language, random.Random(1), asked[0])
+    out = agent.invoke({"messages": [("user", news.statement)]}, cfg)
+    assert _segments(out) == []  # a message stating a value is news, not a question
+    out = agent.invoke({"messages": [("user", asked[0].question)]}, cfg)
+    assert _segments(out) == [] and out["messages"][-1].content.split()[0] == news.answer  # read from context
+
+
+def test_index_entries_are_what_the_user_stated(llm, store):
+    facts = llm.engine.language.user_facts(random.Random(9), 3)
+    agent = _agent(llm, store)
+    cfg = {"configurable": {"thread_id": "entries"}}
+    said = [facts[0].statement, "hello !", facts[1].statement, "tell me a joke .", facts[2].statement, "how are you ?"]
+    _run(agent, cfg, said)
+    records = store.list(namespace=("memories", "entries"), kind="segment")
+    entries = [e for r in records for e in load_entries(r)]
+    assert [e.text for e in entries] == [f.statement for f in facts[: len(entries)]] and len(entries) >= 2
+    assert all(r.text.count("hello") <= 1 for r in records)  # the rendered turns are kept as the record's text
+
+
+def test_retriever_options_are_checked(store):
+    with pytest.raises(InvalidArgumentError):
+        SegmentRetriever(store, min_confidence=0.0)
+    with pytest.raises(InvalidArgumentError):
+        SegmentRetriever(store, min_confidence=float("nan"))
+    with pytest.raises(ArgumentTypeError):
+        SegmentRetriever(store, confidence_margin="0.1")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        SegmentRetriever(store, candidates=0)
+
+
+def test_the_norm_guard_scales_with_composed_parts_only(llm):
+    engine = llm.engine
+    facts = engine.language.user_facts(random.Random(3), 19)
+    adapters = engine.internalize_many([f.statement for f in facts], kind="segment")
+    composite = LoraAdapter.compose(adapters * 20)  # a long thread's 380 segments, as far as norms go
+    assert composite.parts == 380
+    rel = max(composite.delta_norms()[n] / engine._weight_norms[n] for n in composite.weights)
+    assert rel > 100  # what one adapter may reach: a guard that ignored the parts would refuse this
+    engine.check_adapter(composite)  # legitimate: every part passed on its own
+    one = adapters[0]
+    worst = max(one.delta_norms()[n] / engine._weight_norms[n] for n in one.weights if n in engine._weight_norms)
+    factor = 2 * 100 * 380 / worst  # far past what 380 parts may sum to
+    blown = {n: (a, b * factor) for n, (a, b) in one.weights.items()}
+    huge = LoraAdapter(blown, metadata=one.metadata, scaling=one.scaling, validate=False)
+    with pytest.raises(AdapterNormError):
+        engine.check_adapter(huge)
+    forged = LoraAdapter(
+        blown,
+        metadata=one.metadata.model_copy(update={"kind": "composed", "extra": {"n_adapters": 10**6}}),
+        scaling=one.scaling,
+        validate=False,
+    )
+    assert forged.parts == 10**6 and forged.rank < 100
+    with pytest.raises(AdapterNormError):  # claimed parts are never counted above the rank
+        engine.check_adapter(forged)
