@@ -548,9 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--facts", type=_positive_int, default=6)
     m.add_argument("--updates", type=_non_negative_int, default=2, help="facts restated later with a new value")
     m.add_argument("--max-turns", dest="max_turns", type=_positive_int, default=2, help="the agent's (default 2)")
-    m.add_argument(
-        "--keep-turns", dest="keep_turns", type=_positive_int, default=1, help="the agent's (default 1)"
-    )
+    m.add_argument("--keep-turns", dest="keep_turns", type=_positive_int, default=1, help="the agent's (default 1)")
     m.add_argument(
         "--no-grow-segments", dest="grow_segments", action="store_false", help="one segment per compaction (ablation)"
     )

@@ -198,12 +198,11 @@ def test_memory_agent_recalls_evicted_turns_with_a_small_prompt(llm, store, seed
         out = agent.invoke({"messages": [("user", question)]}, cfg)
         hits += first_word(out["messages"][-1].content) == answer
     assert out["compacted_turns"] >= 8
-    # Measured over seeds 101, 202, ..., 808: 7, 6, 7, 7, 8, 6, 6, 5 of 8 (median 6.5); without memory
-    # 0, 1, 0, 1, 1, 1, 1, 1. The bound leaves one answer of margin under the worst seed. The misses
-    # are retrieval and echo misses (small talk answered with a remembered value, then compacted),
-    # not adapters that fail to hold a fact.
+    # Measured over seeds 101, 202, ..., 808: 7, 8, 8, 8, 8, 8, 8, 8 of 8; without memory 0, 1, 0, 1,
+    # 1, 1, 1, 1. (Before retrieval over the user's statements with the reader's relevance gate:
+    # 7, 6, 7, 7, 8, 6, 6, 5.) The bound leaves one answer of margin under the worst seed.
     no_memory = sum(first_word(llm.invoke(q).content) == a for _, q, a in facts)
-    assert hits >= 4 and hits >= no_memory + 3, (hits, no_memory)
+    assert hits >= 6 and hits >= no_memory + 5, (hits, no_memory)
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from agenthn_langgraph.chat_model import LocalHypernetChatModel
@@ -17,6 +18,8 @@ from agenthn_langgraph.evals.memory import _restatement
 from agenthn_langgraph.lora.adapter import LoraAdapter
 from agenthn_langgraph.memory import SegmentRetriever, stated_values
 from agenthn_langgraph.memory.retrieval import load_entries
+from agenthn_langgraph.nodes import CompactNode
+from agenthn_langgraph.nodes.state import add_ids, removed_id
 from agenthn_langgraph.prebuilt import create_memory_agent
 from agenthn_langgraph.store import AdapterStore
 from agenthn_langgraph.tiny_default.language import SMALL_TALK
@@ -76,7 +79,7 @@ def test_the_latest_value_wins_and_the_history_stays(llm, store, seed):
     records = store.list(namespace=("memories", f"t{seed}"), kind="segment")
     entries = [e for r in records if r.id in listed for e in load_entries(r)]
     assert [(e.turn, e.values) for e in entries] == [(0, (old.answer,)), (7, (new.answer,))]
-    assert len(records) > len(listed)  # the versions a segment grew out of stay stored, not recalled
+    assert {r.id for r in records} == listed  # the versions a segment grew out of are gone
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -165,3 +168,42 @@ def test_the_norm_guard_scales_with_composed_parts_only(llm):
     assert forged.parts == 10**6 and forged.rank < 100
     with pytest.raises(AdapterNormError):  # claimed parts are never counted above the rank
         engine.check_adapter(forged)
+
+
+def test_a_branch_never_recalls_what_another_branch_stored(llm, store):
+    """Segments live per thread namespace, and a thread's branches share it: only the segments a
+    branch's own state lists are candidates. (Checked once against a recall that searched the whole
+    namespace: this test then failed, the other branch's pet was recalled.)"""
+    fact = llm.engine.language.user_facts(random.Random(4), 1)[0]
+    agent = _agent(llm, store)
+    cfg = {"configurable": {"thread_id": "branches"}}
+    _run(agent, cfg, ["hello !", "how are you ?"])
+    fork_point = agent.get_state(cfg).config
+    _run(agent, cfg, [fact.statement, "good morning .", "i am bored .", "tell me a joke ."])
+    out = agent.invoke({"messages": [("user", fact.question)]}, cfg)
+    assert len(_segments(out)) == 1  # this branch remembers it
+    agent.invoke({"messages": [("user", "good morning .")]}, fork_point)  # a new branch from the fork point
+    other = _run(agent, cfg, ["i am bored .", "tell me a joke .", "hello !"])  # goes on from its newest checkpoint
+    assert other["compacted_turns"] >= 3 and len(other["memory_segments"]) >= 1
+    out = agent.invoke({"messages": [("user", fact.question)]}, cfg)
+    assert fact.statement not in [m.content for m in agent.get_state(cfg).values["messages"]]
+    assert _segments(out) == []
+
+
+def test_a_growing_segment_replayed_after_a_crash_is_adopted_not_duplicated(llm, store):
+    """A compaction that grew the newest segment (and deleted the version it replaced) runs again
+    on the same state, as after a crash before LangGraph saved its checkpoint."""
+    node = CompactNode(llm, store, max_turns=2, keep_turns=1, grow_segments=True)
+    cfg = {"configurable": {"thread_id": "crash"}}
+    said = ["i have a pet cat .", "hello !", "how are you ?", "good morning .", "i am bored ."]
+    messages = [m for i, t in enumerate(said) for m in (HumanMessage(t, id=f"h{i}"), AIMessage("ok .", id=f"a{i}"))]
+    first = node.invoke({"messages": messages[:5]}, cfg)  # three turns: two are compacted
+    (seg,) = first["memory_segments"]
+    state = {"messages": messages[4:9], "memory_segments": [seg], "compacted_turns": 2}
+    grown = node.invoke(state, cfg)
+    assert grown["memory_segments"][0] == removed_id(seg) and grown["compacted_turns"] == 2
+    replayed = node.invoke(state, cfg)  # the replaced version is gone now
+    assert replayed["memory_segments"] == grown["memory_segments"]
+    (kept,) = store.list(namespace=("memories", "crash"), kind="segment")
+    assert kept.id == grown["memory_segments"][1] and (kept.turn_start, kept.turn_end) == (0, 3)
+    assert add_ids([seg], replayed["memory_segments"]) == [kept.id]

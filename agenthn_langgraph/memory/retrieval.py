@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import InvalidArgumentError
+from ..errors import AdapterNotFoundError, InvalidArgumentError
 from ..options import check_int_option, check_real_option
 from .signals import reader_logprobs, stated_values
 
@@ -219,10 +219,12 @@ class SegmentRetriever:
         """
         if self.base_knows(query) or self.states_value(query):
             return []
-        records = self.store.list(namespace=namespace, kind="segment")
-        if segments is not None:
-            listed = set(segments)
-            records = [r for r in records if r.id in listed]
+        records = self.store.list(namespace=namespace, kind="segment") if segments is None else []
+        for segment in segments or ():  # read by id: a few file reads, whatever else the namespace holds
+            try:
+                records.append(self.store.get_record(segment, namespace=namespace))
+            except AdapterNotFoundError:  # deleted since (remove_orphans, a replaced version)
+                continue
         pool = [(rec.id, e) for rec in records for e in load_entries(rec)]
         if not pool:
             return []

@@ -319,15 +319,14 @@ class CompactNode(RunnableLambda):
 
         The grown segment is a new adapter of the old text plus the new turns (one hypernetwork
         pass), with its own id (:func:`segment_id` of the longer range and text), so a replay
-        finds it; the replaced version stays in the store as history until
-        :meth:`remove_orphans`. What the state lists is what memory recalls.
+        finds it; the replaced version is deleted (the grown one holds all it held).
         """
         if not segments:
             return None
         try:
             rec = self.store.get_record(segments[-1], namespace=namespace)
         except AdapterNotFoundError:
-            return None
+            return self._adopt_grown(segments[-1], old, first_turn, namespace)
         if rec.turn_start is None or rec.turn_end != first_turn - 1 or (rec.extra or {}).get("truncated"):
             return None
         room = self.max_segment_turns - (rec.turn_end - rec.turn_start + 1)
@@ -353,7 +352,33 @@ class CompactNode(RunnableLambda):
                 turn_range=turn_range,
                 extra={ENTRIES_KEY: dump_entries(entries)},
             )
+        # The grown version holds everything the replaced one did: drop the replaced one now, or a
+        # long thread would keep a version per turn. (Should this run's state never be saved, the
+        # replay finds its newest segment gone and adopts the grown one: _adopt_grown.)
+        self.store.delete(rec.id, namespace=namespace)
         return rec.id, new_id, len(take)
+
+    def _adopt_grown(
+        self, missing: str, old: list[list[BaseMessage]], first_turn: int, namespace: tuple[str, ...]
+    ) -> tuple[str, str, int] | None:
+        """The state's newest segment ``missing`` was replaced by a grown version whose state was
+        never saved (a crash between the two): find that version, (missing id, its id, turns it took).
+
+        It starts where ``missing`` started (the id says: ``seg-<first>-<last>-``), ends inside the
+        turns being evicted now, and its text ends with exactly those turns, rendered.
+        """
+        start = int(missing.split("-")[1]) if missing.startswith("seg-") else None
+        for rec in self.store.list(namespace=namespace, kind="segment"):
+            if (
+                rec.turn_start != start
+                or rec.turn_end is None
+                or not first_turn <= rec.turn_end < first_turn + len(old)
+            ):
+                continue
+            n = rec.turn_end - first_turn + 1
+            if rec.text.endswith(render_segment(self.model, [m for turn in old[:n] for m in turn])):
+                return missing, rec.id, n
+        return None
 
     def _store_segments(self, group: list[list[BaseMessage]], first_turn: int, namespace: tuple[str, ...]) -> list[str]:
         """One segment adapter for ``group``. A group the hypernetwork cannot take whole (too many
