@@ -354,8 +354,10 @@ class CompactNode(RunnableLambda):
             )
         # The grown version holds everything the replaced one did: drop the replaced one now, or a
         # long thread would keep a version per turn. (Should this run's state never be saved, the
-        # replay finds its newest segment gone and adopts the grown one: _adopt_grown.)
-        self.store.delete(rec.id, namespace=namespace)
+        # replay finds its newest segment gone and adopts the grown one: _adopt_grown.) No purge:
+        # nothing is forgotten (the grown version holds the same text), and purging Chroma's log
+        # on every turn costs a VACUUM per turn.
+        self.store.delete(rec.id, namespace=namespace, purge=False)
         return rec.id, new_id, len(take)
 
     def _adopt_grown(
