@@ -199,9 +199,9 @@ class MemoryReport:
             a.errorbar(
                 x,
                 [self.recall[c][t] for t in ts],
-                yerr=[
-                    [self.recall[c][t] - self.recall_ci[c][t][0] for t in ts],
-                    [self.recall_ci[c][t][1] - self.recall[c][t] for t in ts],
+                yerr=[  # clamped: at 0 or 1 rounding can put the interval's edge a hair inside
+                    [max(self.recall[c][t] - self.recall_ci[c][t][0], 0.0) for t in ts],
+                    [max(self.recall_ci[c][t][1] - self.recall[c][t], 0.0) for t in ts],
                 ],
                 marker="o",
                 capsize=2,

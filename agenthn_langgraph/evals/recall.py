@@ -397,7 +397,8 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # The interval always holds p; min/max only undo float rounding at p = 0 or 1.
+    return max(0.0, min(centre - half, p)), min(1.0, max(centre + half, p))
 
 
 def _mean(xs: Sequence[float | bool]) -> float:
