@@ -207,3 +207,18 @@ def test_a_growing_segment_replayed_after_a_crash_is_adopted_not_duplicated(llm,
     (kept,) = store.list(namespace=("memories", "crash"), kind="segment")
     assert kept.id == grown["memory_segments"][1] and (kept.turn_start, kept.turn_end) == (0, 3)
     assert add_ids([seg], replayed["memory_segments"]) == [kept.id]
+
+
+def test_create_agent_middleware_has_the_memory_agents_defaults(llm, store):
+    from langchain.agents import create_agent
+
+    from agenthn_langgraph.prebuilt import WeightMemoryMiddleware
+
+    fact = llm.engine.language.user_facts(random.Random(6), 1)[0]
+    agent = create_agent(llm, tools=[], middleware=[WeightMemoryMiddleware(llm, store)], checkpointer=InMemorySaver())
+    cfg = {"configurable": {"thread_id": "mw-defaults"}}
+    out = _run(agent, cfg, [fact.statement, "hello !", "how are you ?", "good morning ."])
+    assert out["compacted_turns"] == 2 and len(out["memory_segments"]) == 1  # grown, one statement
+    out = agent.invoke({"messages": [("user", fact.question)]}, cfg)
+    assert out["messages"][-1].content.split()[0] == fact.answer
+    assert out["messages"][-1].usage_metadata["input_tokens"] < 12  # the question alone: the rest is in weights

@@ -22,6 +22,7 @@ from ..chat_model import LocalHypernetChatModel
 from ..nodes.compact import DEFAULT_SEGMENT_NAMESPACE, CompactNode, MemoryRecallNode, TokenCounter
 from ..nodes.state import AdapterRef, add_ids, add_int, all_adapter_refs, merge_active_adapters
 from ._common import resolve_model, resolve_store
+from .agents import DEFAULT_AGENT_KEEP_TURNS, DEFAULT_AGENT_MAX_TURNS
 
 
 class WeightMemoryAgentState(AgentState):
@@ -31,7 +32,12 @@ class WeightMemoryAgentState(AgentState):
 
 
 class WeightMemoryMiddleware(AgentMiddleware[WeightMemoryAgentState]):
-    """Long-horizon weight memory for any ``create_agent`` agent whose model is a LocalHypernetChatModel."""
+    """Long-horizon weight memory for any ``create_agent`` agent whose model is a LocalHypernetChatModel.
+
+    Takes :func:`~agenthn_langgraph.prebuilt.create_memory_agent`'s memory options, with its
+    defaults (compaction past 2 turns, growing segments of one statement each, relevance-gated
+    recall).
+    """
 
     state_schema = WeightMemoryAgentState
 
@@ -45,12 +51,17 @@ class WeightMemoryMiddleware(AgentMiddleware[WeightMemoryAgentState]):
         token_counter: TokenCounter | BaseLanguageModel | None = None,
         max_turns: int | None = None,
         keep_turns: int | None = None,
+        max_segment_turns: int = 8,
+        grow_segments: bool = True,
+        max_segment_statements: int | None = 1,
         top_k: int = 1,
         namespace: str | Sequence[str] = DEFAULT_SEGMENT_NAMESPACE,
     ) -> None:
         super().__init__()
         self.model = resolve_model(model)
         self.adapter_store = resolve_store(self.model, adapter_store)
+        if max_tokens is None and max_turns is None and keep_turns is None:  # as create_memory_agent
+            max_turns, keep_turns = DEFAULT_AGENT_MAX_TURNS, DEFAULT_AGENT_KEEP_TURNS
         self.compact = CompactNode(
             self.model,
             self.adapter_store,
@@ -59,6 +70,9 @@ class WeightMemoryMiddleware(AgentMiddleware[WeightMemoryAgentState]):
             token_counter=token_counter,
             max_turns=max_turns,
             keep_turns=keep_turns,
+            max_segment_turns=max_segment_turns,
+            grow_segments=grow_segments,
+            max_segment_statements=max_segment_statements,
             namespace=namespace,
         )
         self.recall = MemoryRecallNode(self.adapter_store, model=self.model, top_k=top_k, namespace=namespace)
