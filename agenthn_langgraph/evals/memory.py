@@ -267,7 +267,7 @@ def _ask(
 
 def _run_thread(
     llm: LocalHypernetChatModel,
-    language: Language,
+    talk: dict[str, str],
     thread: Thread,
     tid: str,
     store: AdapterStore,
@@ -283,7 +283,6 @@ def _run_thread(
         llm, store, max_turns=max_turns, keep_turns=keep_turns, grow_segments=grow_segments, checkpointer=saver
     )
     cfg: dict[str, Any] = {"configurable": {"thread_id": tid}}
-    talk = dict(_small_talk_replies(language))
     replies: list[str] = []
     out: dict[str, Any] = {}
     for text in thread.said:
@@ -295,9 +294,8 @@ def _run_thread(
         replies.append(reply)
         if had_memory and text in talk:
             stats["normal"].append(_is_normal(reply, talk[text]))
-    stats["thread_tokens"].append(
-        llm.get_num_tokens_from_messages(_turn_messages(thread.said, replies, 0, len(replies) - 1))
-    )
+    history = _turn_messages(thread.said, replies, 0, len(replies) - 1)
+    stats["thread_tokens"].append(llm.get_num_tokens_from_messages(history))
     final = agent.get_state(cfg)
     kept = list(final.values["messages"])
     segments = list(final.values.get("memory_segments") or [])
@@ -307,7 +305,6 @@ def _run_thread(
     retriever = SegmentRetriever(store, llm)  # the agent's retriever, with the agent's defaults
     all_adapters = [store.get(s, namespace=namespace) for s in segments]
     composed = LoraAdapter.compose(all_adapters) if all_adapters else None
-    history = _turn_messages(thread.said, replies, 0, len(replies) - 1)
     for q in thread.questions:
         # weight_memory: the agent on its own fork of the final checkpoint
         t0 = time.perf_counter()
@@ -406,6 +403,7 @@ def evaluate_memory(
     """Run every condition on the same threads; see the module docstring."""
     llm = llm or LocalHypernetChatModel(max_tokens=8)
     language = language_of(llm.engine)
+    talk = _small_talk_replies(language)  # small-talk line -> its normal reply
     start = time.perf_counter()
     cells = {c: {t: _Cell() for t in turns} for c in CONDITIONS}
     stats: dict[str, dict[str, list[Any]]] = {
@@ -422,7 +420,7 @@ def evaluate_memory(
                     by_condition = {c: cells[c][t] for c in CONDITIONS}
                     _run_thread(
                         llm,
-                        language,
+                        talk,
                         thread,
                         f"s{seed}-T{t}-{i}",
                         store,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseLanguageModel
@@ -43,9 +43,16 @@ from ..errors import (
     InvalidArgumentError,
     TextTooLongError,
 )
-from ..memory.retrieval import ENTRIES_KEY, SegmentRetriever, dump_entries, entries_for_turns, load_entries
+from ..memory.retrieval import (
+    ENTRIES_KEY,
+    MemoryEntry,
+    SegmentRetriever,
+    dump_entries,
+    entries_for_turns,
+    load_entries,
+)
 from ..options import check_int_option
-from .state import NamespaceTemplate, latest_human_text, messages_of, ref, removed_id, run_context
+from .state import NamespaceTemplate, latest_human_text, message_text, messages_of, ref, removed_id, run_context
 
 DEFAULT_SEGMENT_NAMESPACE = ("memories", "{thread_id}")
 DEFAULT_MAX_TURNS = 6
@@ -102,11 +109,16 @@ def render_segment(model: LocalHypernetChatModel, messages: Sequence[BaseMessage
 def _user_turns(turns: Sequence[Sequence[BaseMessage]], first_turn: int) -> list[tuple[int, str]]:
     """(turn number, the user's message) for each turn that starts with one."""
     return [
-        (first_turn + k, m.text if isinstance(m.text, str) else str(m.content))
+        (first_turn + k, message_text(m))
         for k, turn in enumerate(turns)
         for m in turn[:1]
         if isinstance(m, HumanMessage)
     ]
+
+
+def _entries_in(stating: Mapping[int, MemoryEntry], first_turn: int, n_turns: int) -> list[MemoryEntry]:
+    """The entries of turns ``first_turn`` .. ``first_turn + n_turns - 1``, in turn order."""
+    return [stating[t] for t in range(first_turn, first_turn + n_turns) if t in stating]
 
 
 class CompactNode(RunnableLambda):
@@ -270,9 +282,9 @@ class CompactNode(RunnableLambda):
         stored = self._stored_ranges(namespace, first_turn)
         segment_ids: list[str] = []
         start = 0
-        # What the user stated in each evicted turn (one batched pass), for the index and for
-        # max_segment_statements: a segment is cut before a turn that would exceed it.
-        stating = {e.turn for e in entries_for_turns(self.model, _user_turns(old, first_turn))}
+        # What the user stated in each evicted turn (one batched pass): the segments' index entries,
+        # and max_segment_statements cuts a segment before a turn that would exceed it.
+        stating = {e.turn: e for e in entries_for_turns(self.model, _user_turns(old, first_turn))}
         if self.grow_segments:
             grown = self._grow_newest(list(state.get("memory_segments") or []), old, first_turn, namespace, stating)
             if grown is not None:
@@ -287,7 +299,7 @@ class CompactNode(RunnableLambda):
                 continue
             n = self._fitting(first_turn + start, len(old) - start, 0, self.max_segment_turns, stating)
             group = old[start : start + max(n, 1)]
-            segment_ids += self._store_segments(group, first_turn + start, namespace)
+            segment_ids += self._store_segments(group, first_turn + start, namespace, stating)
             start += len(group)
         return {
             "messages": [RemoveMessage(id=m.id) for m in evicted],
@@ -295,7 +307,9 @@ class CompactNode(RunnableLambda):
             "compacted_turns": len(old),
         }
 
-    def _fitting(self, first: int, available: int, statements: int, room: int, stating: set[int]) -> int:
+    def _fitting(
+        self, first: int, available: int, statements: int, room: int, stating: Mapping[int, MemoryEntry]
+    ) -> int:
         """How many turns from turn ``first`` on fit a segment holding ``statements`` statements and
         ``room`` more turns: stop before the turn that would exceed ``max_segment_statements``."""
         n = 0
@@ -312,7 +326,7 @@ class CompactNode(RunnableLambda):
         old: list[list[BaseMessage]],
         first_turn: int,
         namespace: tuple[str, ...],
-        stating: set[int],
+        stating: Mapping[int, MemoryEntry],
     ) -> tuple[str, str, int] | None:
         """Append the oldest of ``old`` to the thread's newest segment while it has room:
         (replaced id, new id, turns taken), or None (no newest segment, full, or not adjacent).
@@ -342,7 +356,7 @@ class CompactNode(RunnableLambda):
                 adapter = self.model.internalize(text, kind="segment", extra={"turn_start": turn_range[0]})
             except (TextTooLongError, AdapterNormError):
                 return None  # the newest segment is as long as it can be: start another one
-            entries = load_entries(rec) + entries_for_turns(self.model, _user_turns(take, first_turn))
+            entries = load_entries(rec) + _entries_in(stating, first_turn, len(take))
             self.store.put(
                 adapter,
                 namespace=namespace,
@@ -382,7 +396,13 @@ class CompactNode(RunnableLambda):
                 return missing, rec.id, n
         return None
 
-    def _store_segments(self, group: list[list[BaseMessage]], first_turn: int, namespace: tuple[str, ...]) -> list[str]:
+    def _store_segments(
+        self,
+        group: list[list[BaseMessage]],
+        first_turn: int,
+        namespace: tuple[str, ...],
+        stating: Mapping[int, MemoryEntry],
+    ) -> list[str]:
         """One segment adapter for ``group``. A group the hypernetwork cannot take whole (too many
         chunks, or so many that their summed delta is refused as too large) is split by turn; a
         single such turn keeps the longest head that works (``extra.truncated``). One huge message
@@ -394,16 +414,17 @@ class CompactNode(RunnableLambda):
         seg_id = segment_id(namespace, turn_range, text)
         if self.store.exists(seg_id, namespace=namespace):
             return [seg_id]
-        # What the user stated in these turns, for retrieval (memory/retrieval.py): computed before
-        # any adapter is written, so a segment is never indexed by its rendered turns alone.
-        said = _user_turns(group, first_turn)
-        extra: dict[str, Any] = {ENTRIES_KEY: dump_entries(entries_for_turns(self.model, said))}
+        # Indexed by what the user stated in these turns (memory/retrieval.py), never by the
+        # rendered turns alone.
+        extra: dict[str, Any] = {ENTRIES_KEY: dump_entries(_entries_in(stating, first_turn, len(group)))}
         try:
             adapter = self.model.internalize(text, kind="segment", extra={"turn_start": turn_range[0]})
         except (TextTooLongError, AdapterNormError):
             if len(group) > 1:
                 return [
-                    i for k, turn in enumerate(group) for i in self._store_segments([turn], first_turn + k, namespace)
+                    i
+                    for k, turn in enumerate(group)
+                    for i in self._store_segments([turn], first_turn + k, namespace, stating)
                 ]
             adapter, text = self._internalize_head(text, turn_range[0])
             extra["truncated"] = True
@@ -528,7 +549,7 @@ class MemoryRecallNode(RunnableLambda):
         if not query:
             return {"active_adapters": {"segments": []}}
         namespace = self.namespace.format(config, run_context())
-        said = [m.text if isinstance(m.text, str) else str(m.content) for m in messages if isinstance(m, HumanMessage)]
+        said = [message_text(m) for m in messages if isinstance(m, HumanMessage)]
         listed = state.get("memory_segments")
         hits = self.retriever.retrieve(
             query,

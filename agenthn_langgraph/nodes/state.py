@@ -104,10 +104,15 @@ def messages_of(state: Mapping[str, Any]) -> list[BaseMessage]:
     return messages
 
 
+def message_text(message: BaseMessage) -> str:
+    """A message's text (its text blocks joined; the content as a string when it has none)."""
+    return message.text if isinstance(message.text, str) else str(message.content)
+
+
 def latest_human_text(messages: Sequence[BaseMessage]) -> str | None:
     for m in reversed(messages):
         if isinstance(m, HumanMessage):
-            text = m.text if isinstance(m.text, str) else str(m.content)
+            text = message_text(m)
             return text if text.strip() else None
     return None
 
