@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 
 import pytest
+import torch
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -222,3 +223,37 @@ def test_create_agent_middleware_has_the_memory_agents_defaults(llm, store):
     out = agent.invoke({"messages": [("user", fact.question)]}, cfg)
     assert out["messages"][-1].content.split()[0] == fact.answer
     assert out["messages"][-1].usage_metadata["input_tokens"] < 12  # the question alone: the rest is in weights
+
+
+def test_the_relevance_signals_separate_over_the_whole_language(llm):
+    """Every user attribute x every phrasing (held-out included) x every question, and every
+    small-talk line: the numbers the README's gates rest on (run with -s to print them).
+
+    Measured: the gate fires on 76/76 statements and 0/10 small-talk lines; the base's top
+    first-token probability is 1.00 on small talk and at most 0.19 on questions; the reader gives
+    a matching statement at least 0.882. The bounds keep each on its side of the 0.5 thresholds the
+    retriever uses, with a margin of 0.1 or more (0.4, 0.8, 0.7); a wrong-side value fails."""
+    from agenthn_langgraph.memory import reader_logprobs
+
+    engine = llm.engine
+    attributes = engine.language._user
+    statements = [
+        (a, t.format(v=a.values[i % len(a.values)]), a.values[i % len(a.values)])
+        for a in attributes
+        for i, t in enumerate([*a.train_statements, a.heldout_statement])
+    ]
+    talk = [user for user, _ in SMALL_TALK]
+    values = stated_values(engine, [s for _, s, _ in statements] + talk)
+    fired = sum(v == [value] for v, (_, _, value) in zip(values, statements, strict=False))
+    questions = sorted({q for a in attributes for q in a.questions})
+    top = engine.next_token_logits(questions + talk).softmax(-1).amax(-1).tolist()
+    pairs = [(s, q, value) for a, s, value in statements for q in a.questions]
+    reader = [float(torch.tensor(lp).exp()) for lp in reader_logprobs(engine, pairs)]
+    print(
+        f"gate: {fired}/{len(statements)} statements, {sum(bool(v) for v in values[len(statements) :])}/{len(talk)} "
+        f"small talk; base top p: questions max {max(top[: len(questions)]):.2f}, small talk min "
+        f"{min(top[len(questions) :]):.2f}; reader on matching pairs: min {min(reader):.3f} over {len(pairs)}"
+    )
+    assert fired == len(statements) and values[len(statements) :] == [[] for _ in talk]
+    assert max(top[: len(questions)]) <= 0.4 and min(top[len(questions) :]) >= 0.8
+    assert min(reader) >= 0.7

@@ -148,7 +148,8 @@ class CompactNode(RunnableLambda):
             of each compaction making its own segment. With ``max_turns=2, keep_turns=1`` the
             prompt holds one earlier turn however long the thread, and segments still hold 8.
         max_segment_statements: a segment holds at most this many user messages that state a
-            value (by the hypernetwork's gate); the next one starts a new segment. With 1, a fact
+            value (by the hypernetwork's gate; without one, e.g. D2L, no message counts); the next
+            one starts a new segment. With 1, a fact
             restated later never shares an adapter with its old value, so the newest can win.
         namespace: where segments are stored; default ``("memories", "{thread_id}")``.
 
@@ -314,7 +315,8 @@ class CompactNode(RunnableLambda):
         ``room`` more turns: stop before the turn that would exceed ``max_segment_statements``."""
         n = 0
         while n < min(available, room):
-            statements += (first + n) in stating
+            entry = stating.get(first + n)
+            statements += bool(entry and entry.values)  # without a gate (D2L) nothing counts
             if self.max_segment_statements is not None and statements > self.max_segment_statements:
                 break
             n += 1
@@ -344,7 +346,7 @@ class CompactNode(RunnableLambda):
         if rec.turn_start is None or rec.turn_end != first_turn - 1 or (rec.extra or {}).get("truncated"):
             return None
         room = self.max_segment_turns - (rec.turn_end - rec.turn_start + 1)
-        n = self._fitting(first_turn, len(old), len(load_entries(rec)), room, stating)
+        n = self._fitting(first_turn, len(old), sum(bool(e.values) for e in load_entries(rec)), room, stating)
         if n == 0:
             return None
         take = old[:n]
