@@ -35,9 +35,16 @@ from agenthn_langgraph.errors import (
     StoreMismatchError,
 )
 from agenthn_langgraph.lora.adapter import AdapterMetadata, LoraAdapter
-from agenthn_langgraph.store import AdapterRecord, AdapterStore, MiniLMEmbeddingFunction, normalize_namespace
-from agenthn_langgraph.store import adapter_store as store_module
+from agenthn_langgraph.store import (
+    AdapterRecord,
+    AdapterStore,
+    ChromaIndex,
+    MiniLMEmbeddingFunction,
+    chroma_index,
+    normalize_namespace,
+)
 from agenthn_langgraph.store import embeddings as embeddings_module
+from agenthn_langgraph.store import files as files_module
 from agenthn_langgraph.tiny_default import load_default
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,10 +94,10 @@ def _crash_in(
     """Make ``owner.attr`` "crash" (raise _SimulatedCrash) when ``when(*args)`` holds.
 
     The fault is injected from the test into the real step, so production code carries no hooks:
-    ``AdapterStore._upsert`` crashes between durable files and the index entry, the module's
-    ``_write_file_durable`` (for record.json) while the files are written, ``store._remove_dir``
+    ``ChromaIndex.upsert`` crashes between durable files and the index entry, the files module's
+    ``write_file_durable`` (for record.json) while the files are written, ``store.files.remove_dir``
     after the index entry, before the old version is cleaned up, and
-    ``store._forget_index_entries`` after a delete's marker, before the index entry goes.
+    ``store.index.forget`` after a delete's marker, before the index entry goes.
     """
     real = getattr(owner, attr)
 
@@ -451,7 +458,7 @@ def test_crash_after_files_before_index_is_rolled_forward(
 ) -> None:
     kept = store.put(adapters[LIMA], namespace=ALICE, text=LIMA)
     store.put(adapters[LIMA], namespace=ALICE, text=LIMA, adapter_id="profile", kind="profile")
-    _crash_in(monkeypatch, AdapterStore, "_upsert")  # files durable, index entry not written
+    _crash_in(monkeypatch, ChromaIndex, "upsert")  # files durable, index entry not written
     with pytest.raises(_SimulatedCrash):
         store.put(adapters[FROG], namespace=ALICE, text=FROG, adapter_id="frog-1")
     with pytest.raises(_SimulatedCrash):
@@ -479,7 +486,7 @@ def test_crash_while_writing_files_leaves_only_a_temp_dir(
 ) -> None:
     old = store.put(adapters[LIMA], namespace=ALICE, text=LIMA, adapter_id="profile")
     # adapter files in tmp/, record.json not yet written
-    _crash_in(monkeypatch, store_module, "_write_file_durable", lambda path, data: path.name == "record.json")
+    _crash_in(monkeypatch, files_module, "write_file_durable", lambda path, data: path.name == "record.json")
     with pytest.raises(_SimulatedCrash):
         store.put(adapters[FROG], namespace=ALICE, text=FROG, adapter_id="profile")
     with pytest.raises(_SimulatedCrash):
@@ -502,14 +509,14 @@ def test_crash_points_between_steps(
 ) -> None:
     # Crash after the index upsert, before the old version is removed.
     store.put(adapters[LIMA], namespace=ALICE, text=LIMA, adapter_id="profile")
-    _crash_in(monkeypatch, store, "_remove_dir")  # indexed; the old version not yet removed
+    _crash_in(monkeypatch, store.files, "remove_dir")  # indexed; the old version not yet removed
     with pytest.raises(_SimulatedCrash):
         store.put(adapters[TEA], namespace=ALICE, text=TEA, adapter_id="profile")
     monkeypatch.undo()
     # Crash in the middle of a delete and of a namespace delete: they must finish, not resurrect.
     gone = store.put(adapters[FROG], namespace=ALICE, text=FROG)
     store.put(adapters[FROG], namespace=BOB, text=FROG)
-    _crash_in(monkeypatch, store, "_forget_index_entries")  # marked for deletion; index entry and files still there
+    _crash_in(monkeypatch, store.index, "forget")  # marked for deletion; index entry and files still there
     with pytest.raises(_SimulatedCrash):
         store.delete(gone.id, namespace=ALICE)
     with pytest.raises(_SimulatedCrash):
@@ -572,7 +579,7 @@ def test_no_crash_hooks_in_production_code() -> None:
         if "os._exit" in path.read_text() or "CRASH_AT" in path.read_text()
     ]
     assert offenders == []
-    assert not hasattr(store_module, "_crash_point")
+    assert not any(hasattr(m, "_crash_point") for m in (files_module, chroma_index))
 
 
 _WRITER = """
@@ -854,7 +861,7 @@ def test_purge_cut_short_by_a_crash_is_finished_on_open(
     store.put(adapters[FROG], namespace=ALICE, text=FROG)
     store.put(adapters[LIMA], namespace=BOB, text="forget the word quibblefrost")
     # The crash lands after purge() wrote its throw-away entries, before it deleted them.
-    _crash_in(monkeypatch, store.collection, "delete", lambda **kw: kw.get("ids") == list(store_module._PURGE_IDS))
+    _crash_in(monkeypatch, store.collection, "delete", lambda **kw: kw.get("ids") == list(chroma_index.PURGE_IDS))
     with pytest.raises(_SimulatedCrash):
         store.delete_namespace(BOB)
     monkeypatch.undo()

@@ -50,7 +50,7 @@ from ..errors import AdapterNotFoundError, ArgumentTypeError, InvalidArgumentErr
 
 if TYPE_CHECKING:
     from ..lora.adapter import LoraAdapter
-    from .adapter_store import AdapterRecord
+    from .records import AdapterRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -180,13 +180,13 @@ class LangGraphStoreMixin(BaseStore):
     # ------------------------------------------------------------------ the ops
     @staticmethod
     def _namespace(namespace: tuple[str, ...]) -> tuple[str, ...]:
-        from .adapter_store import normalize_namespace
+        from .records import normalize_namespace
 
         return normalize_namespace(namespace)
 
     @staticmethod
     def _well_formed_key(key: object) -> bool:
-        from .adapter_store import _PART_RE
+        from .records import PART_RE as _PART_RE
 
         return isinstance(key, str) and _PART_RE.fullmatch(key) is not None
 
