@@ -1,5 +1,8 @@
-"""Studio entry: the memory agent on the embedded default (``langgraph dev`` serves ``graph``)."""
+"""Studio entry: the memory agent on the embedded default (``langgraph dev`` serves ``graph``).
 
-from agenthn_langgraph.prebuilt import create_memory_agent
+A factory: the model loads on the first run, not when the server imports this file.
+"""
 
-graph = create_memory_agent(max_turns=4, keep_turns=2)
+from agenthn_langgraph.studio import graph_factory
+
+graph = graph_factory("memory_agent", max_turns=4, keep_turns=2)

@@ -1,5 +1,8 @@
-"""Studio entry: the personalized agent (set ``user_id`` in the run's context or configurable)."""
+"""Studio entry: the personalized agent (set ``user_id`` in the run's context or configurable).
 
-from agenthn_langgraph.prebuilt import create_personalized_agent
+A factory: the model loads on the first run, not when the server imports this file.
+"""
 
-graph = create_personalized_agent(internalize_every=1)
+from agenthn_langgraph.studio import graph_factory
+
+graph = graph_factory("personalized_agent", internalize_every=1)

@@ -1,5 +1,8 @@
-"""Studio entry: the self-improvement loop (input: study_material + questions)."""
+"""Studio entry: the self-improvement loop (input: study_material + questions).
 
-from agenthn_langgraph.prebuilt import create_self_improvement_graph
+A factory: the model loads on the first run, not when the server imports this file.
+"""
 
-graph = create_self_improvement_graph(max_rounds=3)
+from agenthn_langgraph.studio import graph_factory
+
+graph = graph_factory("self_improvement", max_rounds=3)

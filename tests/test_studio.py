@@ -198,3 +198,37 @@ def test_personalized_agent_serves_a_second_user(studio: Studio):
         out = studio.run_wait({"assistant_id": "personalized_agent", "input": LIMA, "context": {"user_id": user}})
         assert out["profile"] == {"city": "i live in lima ."}, out
         assert _profile_namespaces(out) == [["profiles", user]], out
+
+
+# ---------------------------------------------------------------------------------------- the store API
+# langgraph.json's "store" is graphs/store.py:store, the AdapterStore the graphs write to: the
+# server's own store endpoints list and write adapters.
+def test_graph_adapters_are_listed_through_the_server_store_api(studio: Studio):
+    studio.run_wait({"assistant_id": "personalized_agent", "input": LIMA, "context": {"user_id": "erin"}})
+    r = studio.client.post("/store/items/search", json={"namespace_prefix": ["profiles", "erin"], "limit": 10})
+    assert r.status_code == 200, f"{r.status_code} {r.text}\n--- server log ---\n{studio.log_tail()}"
+    items = r.json()["items"]
+    assert [(i["namespace"], i["value"]["kind"]) for i in items] == [(["profiles", "erin"], "profile")], items
+    assert items[0]["value"]["text"], items  # the profile's source text, never tensors
+    assert "adapter" not in items[0]["value"], items
+    r = studio.client.post("/store/namespaces", json={"prefix": ["profiles"], "limit": 100})
+    assert r.status_code == 200, r.text
+    assert ["profiles", "erin"] in r.json()["namespaces"], r.json()
+
+
+def test_the_server_store_api_writes_adapters(studio: Studio):
+    body = {"namespace": ["users", "fay"], "key": "pet", "value": {"text": "<user> my pet is a frog . <end>"}}
+    r = studio.client.put("/store/items", json=body)
+    assert r.status_code in (200, 204), f"{r.status_code} {r.text}\n--- server log ---\n{studio.log_tail()}"
+    r = studio.client.get("/store/items", params={"namespace": "users.fay", "key": "pet"})
+    assert r.status_code == 200, f"{r.status_code} {r.text}"
+    assert r.json()["value"]["kind"] == "document", r.json()  # internalized by the store's model
+    r = studio.client.post(
+        "/store/items/search", json={"namespace_prefix": ["users", "fay"], "query": "what pet do i have ?"}
+    )
+    assert r.status_code == 200, r.text
+    assert [i["key"] for i in r.json()["items"]] == ["pet"], r.json()
+    r = studio.client.request("DELETE", "/store/items", json={"namespace": ["users", "fay"], "key": "pet"})
+    assert r.status_code in (200, 204), r.text
+    r = studio.client.get("/store/items", params={"namespace": "users.fay", "key": "pet"})
+    assert r.status_code == 200 and r.json() is None, f"{r.status_code} {r.text}"  # the server's "not found"
