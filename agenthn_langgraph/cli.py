@@ -303,8 +303,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 f"no_memory {reading['no_memory']:.4f}"
             )
         return 0
+    finetune_docs = min(args.finetune_docs, args.n_docs) if "finetune" in args.baselines else 0
     report = evaluate_recall(
-        model, language, n_docs=args.n_docs, seed=args.seed, n_facts=n_facts, progress=not args.json
+        model,
+        language,
+        n_docs=args.n_docs,
+        seed=args.seed,
+        n_facts=n_facts,
+        finetune_docs=finetune_docs,
+        finetune_steps=args.finetune_steps,
+        progress=not args.json,
     )
     if args.plot:
         report.plot(args.plot)
@@ -527,6 +535,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true")
     r.add_argument("--threads", type=_positive_int, default=2)
     r.add_argument("--plot", default=None, help="also write a chart (PNG) to this path")
+    r.add_argument(
+        "--baselines",
+        nargs="+",
+        choices=["finetune"],
+        default=[],
+        help="finetune: also fit a LoRA per text by gradient descent on the text alone, side by side",
+    )
+    r.add_argument("--finetune-docs", type=_positive_int, default=20, help="texts the fine-tuning baseline fits")
+    r.add_argument(
+        "--finetune-steps", type=_int_list, default=[5, 10, 20, 40, 80], help="steps at which it is evaluated"
+    )
     r.add_argument(
         "--reading-only",
         action="store_true",

@@ -43,10 +43,16 @@ def test_demo_answers_from_the_adapter():
 
 @pytest.mark.slow
 def test_eval_recall_json_has_the_documented_keys():
-    proc = _agenthn("eval", "recall", "--n-docs", "12", "--seed", "99", "--json")
+    proc = _agenthn(
+        "eval", "recall", "--n-docs", "12", "--seed", "99", "--json",
+        "--baselines", "finetune", "--finetune-docs", "3", "--finetune-steps", "2,40",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(report) >= REQUIRED
+    finetune = report["finetune"]
+    assert (finetune["n_docs"], finetune["n_questions"], set(finetune["by_steps"])) == (3, 12, {"2", "40"}), finetune
+    assert finetune["speedup"] > 1, finetune  # a fit of 40 steps takes longer than one forward pass
     assert report["n_docs"] == 12 and report["n_questions"] == 48
     assert set(report["composed_by_n"]) == {"2", "4", "8"} and set(report["by_n_facts"]) >= {"1", "2", "4", "8", "12"}
     # the shipped adapter beats the base alone by a wide margin even on 48 questions

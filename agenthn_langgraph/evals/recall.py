@@ -10,7 +10,10 @@ once, conditions side by side on the same questions:
 * ``composed_by_n`` -- that adapter rank-concatenated with N adapters of *unrelated* texts
   (no shared fact key), N = 2, 4, 8 (``composed`` is N = 2), the target's place in the stack random;
 * ``by_n_facts`` -- adapter (and in-context) recall on texts of 1, 2, 4, 8, 12, 16 facts;
-* ``heldout_phrasing`` -- texts whose facts use phrasings training never saw.
+* ``heldout_phrasing`` -- texts whose facts use phrasings training never saw;
+* ``finetune`` (``--baselines finetune``) -- a LoRA of the same rank fitted per text by gradient
+  descent on the text alone, its recall and seconds per text after 5..80 steps, and how much
+  faster one-pass internalize is than fine-tuning to the same recall (:mod:`.finetune`).
 
 Answers are generated greedily and judged fairly for models that answer in sentences: a fact is
 recalled when its normalised value (case, punctuation, articles) appears in the reply's first
@@ -96,6 +99,7 @@ class RecallReport:
     by_n_facts: dict[str, dict[str, float]] = field(default_factory=dict)
     heldout_phrasing: dict[str, float] = field(default_factory=dict)
     torch_threads: int = 0
+    finetune: dict[str, object] | None = None  # the fine-tuning baseline (FinetuneReport), when asked for
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -144,6 +148,10 @@ class RecallReport:
             f"adapter: mean rank {self.adapter_rank:.1f}, {self.adapter_bytes:,} bytes on disk (first text); "
             f"composed (N=2) mean rank {self.composed_rank:.1f}",
         ]
+        if self.finetune is not None:
+            from .finetune import FinetuneReport
+
+            lines += ["", FinetuneReport(**self.finetune).table()]  # type: ignore[arg-type]
         return "\n".join(lines)
 
     def plot(self, path: str) -> str:
@@ -243,9 +251,15 @@ def evaluate_recall(
     heldout_docs: int | None = None,
     batch: int = 64,
     max_new_tokens: int | None = None,
+    finetune_docs: int = 0,
+    finetune_steps: Sequence[int] = (5, 10, 20, 40, 80),
     progress: bool = True,
 ) -> RecallReport:
-    """Run the recall benchmark on ``model`` with ``language``'s held-out data (module docstring)."""
+    """Run the recall benchmark on ``model`` with ``language``'s held-out data (module docstring).
+
+    ``finetune_docs`` > 0 adds the fine-tuning baseline (:mod:`.finetune`) on the first that many
+    held-out texts, its recall after each of ``finetune_steps``.
+    """
     prompts = model.prompts
     targets = language.examples(n_docs, seed, n_facts=n_facts)
     rng = random.Random(seed + 1)
@@ -324,6 +338,21 @@ def evaluate_recall(
             "n_docs": float(n_held),
         }
 
+    finetune = None
+    if finetune_docs:
+        from .finetune import evaluate_finetune
+
+        finetune = evaluate_finetune(
+            model,
+            targets[:finetune_docs],
+            internalize_ms_median=statistics.median(latencies),
+            checkpoints=finetune_steps,
+            batch=batch,
+            max_new_tokens=runner.max_new_tokens,
+            seed=seed,
+            progress=progress,
+        ).to_dict()
+
     first = adapters[targets[0].context]
     with tempfile.TemporaryDirectory() as tmp:
         adapter_bytes = LoraAdapter.bytes_on_disk(first.save(f"{tmp}/a"))
@@ -352,6 +381,7 @@ def evaluate_recall(
         by_n_facts=by_n,
         heldout_phrasing=heldout,
         torch_threads=torch.get_num_threads(),
+        finetune=finetune,
     )
 
 
