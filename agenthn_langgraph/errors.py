@@ -112,3 +112,16 @@ class StoreArgumentError(ArgumentTypeError):
 
     ``store`` is langgraph's own ``BaseStore`` (passed through to ``compile``, as in langgraph's
     ``create_react_agent``); the adapter store is ``adapter_store=``."""
+
+
+class ServingError(AgenthnError, RuntimeError):
+    """A model server (vLLM) failed a request; the message carries the server's own words."""
+
+
+class ServerUnavailableError(ServingError, ConnectionError):
+    """The model server could not be reached (refused, timed out, reset)."""
+
+
+class AdapterRejectedError(ServingError, ValueError):
+    """The server refused an adapter (rank above its ``max_lora_rank``, weights it does not adapt, a
+    malformed ``adapter_config.json``), or the client refused it before asking (its rank)."""
