@@ -261,9 +261,15 @@ def _engine_for(args: argparse.Namespace):  # noqa: ANN202 - the engine type is 
     if args.base:
         from .engine import WeightMemoryModel
 
-        if not args.hypernet:
-            raise SystemExit("--base needs --hypernet (a hypernetwork checkpoint directory)")
-        return WeightMemoryModel.from_pretrained(args.base, args.hypernet)
+        if not args.hypernet and not getattr(args, "reading_only", False):
+            raise SystemExit("--base needs --hypernet (a hypernetwork checkpoint directory), or --reading-only")
+        model = WeightMemoryModel.from_pretrained(args.base, args.hypernet)
+        if not args.hypernet and getattr(args, "system", None):
+            # no checkpoint to say how prompts were built: the reading benchmark's own instruction
+            from .hypernet.config import ChatFormat
+
+            model.prompts.chat = ChatFormat(context="user", system=args.system)
+        return model
     from .models.registry import load_default
 
     return load_default(args.model)
@@ -551,6 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only the base's own reading: in_context and no_memory (cheap enough for thousands of questions)",
     )
+    r.add_argument("--system", default=None, help="with --base and no --hypernet: a system instruction in every prompt")
     r.set_defaults(func=cmd_eval)
 
     m = esub.add_parser(

