@@ -276,12 +276,12 @@ class AdapterStore(LangGraphStoreMixin):
             turn_end=turn_end,
             extra=extra_clean,
         )
+        prepared = self.index.prepare([text])  # embedding is the slow part and needs no lock
         with self._lock:
             self._finish_pending_deletes(ns, adapter_id)
             version_dir = self.files.write_version(adapter, record)
             try:
-                # embedding is the slow part; the version number it records is known only now
-                self.index.upsert(self.index.prepare([(record, version_dir.name)]))
+                self.index.upsert([(record, version_dir.name)], prepared)
             except Exception:
                 # The put failed as a whole: drop the new version so the previous one (if any) stays
                 # current. A crash here instead leaves it for reconcile() to index (roll forward).

@@ -204,13 +204,14 @@ class ChromaIndex(AdapterIndex):
         return self._dim
 
     # ------------------------------------------------------------------ writing
-    def prepare(self, entries: Sequence[Entry]) -> tuple[Sequence[Entry], list[list[float]]]:
-        return entries, self._embed_documents([rec.text for rec, _ in entries]) if entries else []
+    def prepare(self, texts: Sequence[str]) -> list[list[float]]:
+        """The texts' embeddings (the slow part of a put, done outside the store's lock)."""
+        return self._embed_documents(list(texts)) if texts else []
 
-    def upsert(self, prepared: tuple[Sequence[Entry], list[list[float]]]) -> None:
-        entries, embeddings = prepared
+    def upsert(self, entries: Sequence[Entry], prepared: list[list[float]] | None = None) -> None:
         if not entries:
             return
+        embeddings = prepared if prepared is not None else self.prepare([rec.text for rec, _ in entries])
         self.collection.upsert(
             ids=[doc_id(r.namespace, r.id) for r, _ in entries],
             embeddings=[list(e) for e in embeddings],  # type: ignore[arg-type]

@@ -42,13 +42,13 @@ class AdapterIndex(ABC):
         """Open (or create) the index for adapters of this base; refuse one built for another
         base or embedding (:class:`~agenthn_langgraph.errors.StoreMismatchError`)."""
 
-    def prepare(self, entries: Sequence[Entry]) -> Any:
-        """Work that needs no lock (embedding the texts), done before :meth:`upsert`; default none."""
-        return entries
+    def prepare(self, texts: Sequence[str]) -> Any:
+        """Work on the texts that needs no lock (embedding them), done before :meth:`upsert`; default none."""
+        return None
 
     @abstractmethod
-    def upsert(self, prepared: Any) -> None:
-        """Write (or replace) the entries :meth:`prepare` returned."""
+    def upsert(self, entries: Sequence[Entry], prepared: Any = None) -> None:
+        """Write (or replace) ``entries``; ``prepared`` is what :meth:`prepare` returned for their texts."""
 
     @abstractmethod
     def search(

@@ -102,10 +102,10 @@ class BaseStoreIndex(AdapterIndex):
             )
 
     # ------------------------------------------------------------------ writing
-    def upsert(self, prepared: Sequence[Entry]) -> None:
+    def upsert(self, entries: Sequence[Entry], prepared: Any = None) -> None:
         ops = [
             PutOp(self._ns(rec.namespace), rec.id, {**entry_metadata(rec, version), "text": rec.text}, index=["text"])
-            for rec, version in prepared
+            for rec, version in entries
         ]
         if ops:
             self.store.batch(ops)

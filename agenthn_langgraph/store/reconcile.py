@@ -46,7 +46,7 @@ def reconcile(files: AdapterFiles, index: AdapterIndex, base_fingerprint: str, *
                 on_disk[(ns, found[0].id)] = found
     stale = [entry for key, entry in on_disk.items() if indexed.get(key) != entry[1]]
     if stale:
-        index.upsert(index.prepare(stale))
+        index.upsert(stale, index.prepare([rec.text for rec, _ in stale]))
         counts["reindexed"] = len(stale)
     dangling = [key for key in indexed if key not in on_disk]
     if dangling:
