@@ -11,6 +11,7 @@ vLLM accepts it (``examples/vllm_gpu_check.py`` runs the same flow against a rea
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -94,6 +95,37 @@ def test_two_threads_with_different_adapters_each_get_their_own(llm: VLLMChatMod
     with ThreadPoolExecutor(4) as pool:
         replies = list(pool.map(lambda job: llm.invoke(job[0], adapters=[memories[job[1]]]).content, jobs))
     assert [_first(r) for r in replies] == [want for _, want in jobs], replies
+
+
+def test_an_adapter_being_unloaded_is_loaded_again_only_after(
+    server: VLLMStandIn, memories, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # max_loaded=1: asking for lima evicts frog. The unload request is delayed (injected here), and
+    # frog is asked for again meanwhile: the call must wait for the unload rather than send a load
+    # the server still holds (vLLM: "has already been loaded").
+    real_unload = VLLMChatModel.unload_adapter
+
+    def slow_unload(self: VLLMChatModel, name: str) -> None:
+        time.sleep(0.3)
+        real_unload(self, name)
+
+    monkeypatch.setattr(VLLMChatModel, "unload_adapter", slow_unload)
+    llm = VLLMChatModel(base_url=server.url, model=SERVED, adapter_dir=str(tmp_path), max_loaded=1, max_tokens=6)
+    frog = adapter_name(memories["frog"])
+    try:
+        assert _first(llm.invoke(PET, adapters=[memories["frog"]]).content) == "frog"
+        with ThreadPoolExecutor(1) as pool:
+            lima = pool.submit(lambda: llm.invoke(CITY, adapters=[memories["lima"]]).content)
+            deadline = time.monotonic() + 30
+            while frog in llm.loaded_adapters() and time.monotonic() < deadline:  # the eviction has begun
+                time.sleep(0.01)
+            assert frog not in llm.loaded_adapters()
+            again = llm.invoke(PET, adapters=[memories["frog"]]).content
+            assert _first(lima.result()) == "lima"
+        assert _first(again) == "frog", again
+    finally:
+        llm.close()
+    assert not any(n.startswith("agenthn-") for n in server.loaded)
 
 
 def test_a_composed_adapter_above_max_lora_rank_is_refused_before_the_server(llm: VLLMChatModel, memories, server):

@@ -111,6 +111,7 @@ class VLLMChatModel(BaseChatModel):
 
     _loaded: OrderedDict[str, int] = PrivateAttr(default_factory=OrderedDict)  # name -> calls using it now
     _loading: dict[str, threading.Event] = PrivateAttr(default_factory=dict)  # name -> set when its load ends
+    _unloading: dict[str, threading.Event] = PrivateAttr(default_factory=dict)  # name -> set when unloaded
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _client: httpx.Client | None = PrivateAttr(default=None)
 
@@ -214,14 +215,20 @@ class VLLMChatModel(BaseChatModel):
                 "compose fewer adapters or serve with a larger --max-lora-rank"
             )
         name = adapter_name(adapter)
-        with self._lock:
-            loading = self._loading.get(name)
-            fresh = name not in self._loaded
-            if fresh:
-                loading = self._loading[name] = threading.Event()
-                self._loaded[name] = 0
-            self._loaded.move_to_end(name)
-            self._loaded[name] += 1  # pinned: no other call evicts it while this one uses it
+        while True:
+            with self._lock:
+                unloading = self._unloading.get(name)
+                if unloading is None:
+                    loading = self._loading.get(name)
+                    fresh = name not in self._loaded
+                    if fresh:
+                        loading = self._loading[name] = threading.Event()
+                        self._loaded[name] = 0
+                    self._loaded.move_to_end(name)
+                    self._loaded[name] += 1  # pinned: no other call evicts it while this one uses it
+                    break
+            # it is being unloaded by an eviction: load it again only once the server has dropped it
+            unloading.wait(self.timeout)
         try:
             if fresh:
                 assert loading is not None
@@ -266,8 +273,14 @@ class VLLMChatModel(BaseChatModel):
                     return
                 victim = idle[0]
                 del self._loaded[victim]
-            self.unload_adapter(victim)
-            shutil.rmtree(Path(self.adapter_dir) / victim, ignore_errors=True)
+                done = self._unloading[victim] = threading.Event()
+            try:
+                self.unload_adapter(victim)
+                shutil.rmtree(Path(self.adapter_dir) / victim, ignore_errors=True)
+            finally:
+                with self._lock:
+                    self._unloading.pop(victim, None)
+                done.set()
 
     # ------------------------------------------------------------------ chat
     def _generate(
