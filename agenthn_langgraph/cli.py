@@ -211,7 +211,7 @@ def cmd_train_hypernet(args: argparse.Namespace) -> int:
         train, val = split_examples(examples, val_fraction=args.val_fraction)
     if not val:
         raise SystemExit("the validation split is empty: pass --val-data or a larger --val-fraction")
-    model = WeightMemoryModel.from_pretrained(args.base, device=args.device, targets=args.targets)
+    model = WeightMemoryModel.from_pretrained(args.base, device=args.device, targets=args.targets, layers=args.layers)
     cfg = HypernetTrainConfig(
         steps=args.steps,
         seed=args.seed,
@@ -224,10 +224,22 @@ def cmd_train_hypernet(args: argparse.Namespace) -> int:
         window=args.window,
         eval_every=args.eval_every,
         checkpoint_every=args.eval_every,
-        chat=ChatFormat(context=args.context, system=args.system),
+        chat=ChatFormat(
+            context=args.context,
+            system=args.system,
+            adapter_on_prompt=not args.answer_only,
+            answer_prefix=args.answer_prefix,
+        ),
+        questions_per_text=args.questions_per_text,
+        kl_weight=args.kl_weight,
+        in_batch_distractors=args.in_batch_distractors,
+        soft_and_hard=args.soft_and_hard,
+        distractors=tuple(args.distractors),
     )
     t0 = time.time()
-    best = train_hypernet(model, train, val, cfg, args.out, progress=not args.quiet)
+    best = train_hypernet(
+        model, train, val, cfg, args.out, progress=not args.quiet, max_steps_this_run=args.max_steps_this_run
+    )
     record = {
         "command": " ".join(sys.argv),
         "base": str(args.base),
@@ -247,10 +259,8 @@ def cmd_data_english(args: argparse.Namespace) -> int:
     from .data.english import generate_english
     from .data.qa import write_jsonl
 
-    lo, _, hi = args.facts.partition("-")
-    n_facts = (int(lo), int(hi or lo))
     examples = generate_english(
-        args.n, args.seed, n_facts=n_facts, genres=args.genres, heldout_phrasing=args.heldout_phrasing
+        args.n, args.seed, n_facts=args.facts, genres=args.genres, heldout_phrasing=args.heldout_phrasing
     )
     path = write_jsonl(examples, args.out)
     print(f"wrote {len(examples)} examples ({sum(e.n_facts for e in examples)} facts) to {path}")
@@ -460,6 +470,40 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _layer_list(text: str) -> list[int]:
+    """``"10-29"`` or ``"0,4,8"`` (or both, comma-separated) -> decoder-layer numbers."""
+    layers: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, dash, hi = part.strip().partition("-")
+            first, last = int(lo), int(hi) if dash else int(lo)
+            if first < 0 or last < first:
+                raise ValueError
+            layers += range(first, last + 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a layer list (e.g. 10-29 or 0,4,8): {text!r}") from None
+    return sorted(set(layers))
+
+
+def _fact_range(text: str) -> tuple[int, int]:
+    """``"4"`` or ``"1-16"`` -> (lo, hi)."""
+    lo, dash, hi = text.partition("-")
+    try:
+        first, last = int(lo), int(hi) if dash else int(lo)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"facts per text: N or LO-HI (e.g. 4 or 1-16), got {text!r}") from None
+    if not 1 <= first <= last:
+        raise argparse.ArgumentTypeError(f"facts per text: 1 <= LO <= HI, got {text!r}")
+    return first, last
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value < 1.0:
@@ -512,6 +556,31 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--targets", nargs="+", default=None, help="module suffixes (default: mlp.down_proj)")
     h.add_argument("--context", choices=["user", "prefix"], default="user", help="where the teacher sees the text")
     h.add_argument("--system", default=None, help="a system instruction in every prompt")
+    h.add_argument(
+        "--layers", type=_layer_list, default=None, help="decoder layers to adapt: 10-29 or 0,4,8 (default: all)"
+    )
+    h.add_argument(
+        "--answer-only",
+        action="store_true",
+        help="the adapter acts on the answer only, not on the prompt (cheaper training; stored in the checkpoint)",
+    )
+    h.add_argument(
+        "--answer-prefix",
+        default="",
+        choices=["", " "],
+        help="' ': answers start with a space, so a byte-level BPE tokenizes them as the text does",
+    )
+    h.add_argument("--questions-per-text", type=_positive_int, default=4)
+    h.add_argument("--kl-weight", type=_non_negative_float, default=1.0, help="0: gold answers only, no teacher pass")
+    h.add_argument("--distractors", type=_non_negative_int, nargs="+", default=[0, 1, 2, 4, 8])
+    h.add_argument(
+        "--in-batch-distractors",
+        type=_non_negative_int,
+        default=None,
+        help="draw distractors from the step's own texts plus this many extra (default: fresh texts per target)",
+    )
+    h.add_argument("--soft-and-hard", choices=["both", "alternate", "hard"], default="both")
+    h.add_argument("--max-steps-this-run", type=_positive_int, default=None, help="stop (resumable) after this many")
     h.add_argument("--eval-every", type=_positive_int, default=100)
     h.add_argument("--quiet", action="store_true")
     h.set_defaults(func=cmd_train_hypernet)
@@ -522,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--n", type=_non_negative_int, required=True)
     en.add_argument("--seed", type=int, required=True)
     en.add_argument("--out", required=True)
-    en.add_argument("--facts", default="1-8", help="facts per text: N or LO-HI (1-16)")
+    en.add_argument("--facts", type=_fact_range, default=(1, 8), help="facts per text: N or LO-HI (1-16)")
     en.add_argument("--genres", nargs="+", default=None, choices=["profile", "preference", "product", "procedure"])
     en.add_argument("--heldout-phrasing", action="store_true", help="only phrasings training never sees")
     en.set_defaults(func=cmd_data_english)

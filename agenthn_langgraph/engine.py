@@ -48,7 +48,7 @@ from .hypernet.config import ChatFormat, target_suffixes
 from .hypernet.model import Hypernetwork, token_unembeddings
 from .lora.adapter import AdapterKind, AdapterMetadata, LoraAdapter, text_sha256
 from .lora.capture import ModuleInputRecorder
-from .lora.inject import InjectionPlan, LoraInjector
+from .lora.inject import InjectionPlan, LoraInjector, layer_index
 from .options import _is_int, check_generation_options, check_int_option
 from .prompting import PromptBuilder, end_of_turn_ids
 
@@ -193,11 +193,13 @@ class WeightMemoryModel:
         chat: ChatFormat | None = None,
         max_unknown_fraction: float = DEFAULT_MAX_UNKNOWN_FRACTION,
         vocabulary_note: str = "",
+        layers: Sequence[int] | None = None,
     ) -> None:
         """Wrap a loaded base model. The engine never changes ``base``'s weights.
 
-        ``targets`` (module-name suffixes) apply when there is no hypernetwork yet (training one);
-        a hypernetwork brings its own targets and chat format. ``vocabulary_note`` is appended to
+        ``targets`` (module-name suffixes) and ``layers`` (decoder-layer numbers, peft's
+        ``layers_to_transform``; default all) apply when there is no hypernetwork yet (training
+        one); a hypernetwork brings its own targets and chat format. ``vocabulary_note`` is appended to
         the :class:`OutOfVocabularyError` a closed-vocabulary model raises.
 
         The engine puts ``base`` (and ``hypernet``) in eval mode, turns ``base``'s gradients off
@@ -208,7 +210,16 @@ class WeightMemoryModel:
         _claim(base, freeze=True)
         try:
             self._setup(
-                base, tokenizer, hypernet, name, max_chunks, targets, chat, max_unknown_fraction, vocabulary_note
+                base,
+                tokenizer,
+                hypernet,
+                name,
+                max_chunks,
+                targets,
+                chat,
+                max_unknown_fraction,
+                vocabulary_note,
+                layers,
             )
         except BaseException:
             if getattr(self, "injector", None) is not None:
@@ -234,6 +245,7 @@ class WeightMemoryModel:
         chat: ChatFormat | None,
         max_unknown_fraction: float,
         vocabulary_note: str,
+        layers: Sequence[int] | None,
     ) -> None:
         self.base = base
         self.uid = uuid.uuid4().hex  # names this engine for from_engine (never id(): ids are reused)
@@ -246,9 +258,11 @@ class WeightMemoryModel:
         model_type = getattr(base.config, "model_type", "")
         if hypernet is not None:
             suffixes = sorted({".".join(n.split(".")[-2:]) for n in hypernet.config.targets})
+            indices = {layer_index(n) for n in hypernet.config.targets}
+            layers = None if None in indices else sorted(indices)  # type: ignore[type-var]
         else:
             suffixes = list(target_suffixes(model_type, list(targets) if targets else None))
-        self.injector = LoraInjector(base, suffixes)
+        self.injector = LoraInjector(base, suffixes, layers=layers)
         self.recorder = ModuleInputRecorder(base, self.injector.modules)
         self.hypernet = hypernet
         if hypernet is not None:
@@ -337,6 +351,7 @@ class WeightMemoryModel:
         device_map: str | Mapping[str, Any] | None = None,
         name: str | None = None,
         targets: Sequence[str] | None = None,
+        layers: Sequence[int] | None = None,
         **model_kwargs: Any,
     ) -> WeightMemoryModel:
         """Load a local HF base model (+ tokenizer) and our hypernetwork checkpoint.
@@ -378,7 +393,7 @@ class WeightMemoryModel:
             model = model.to(dev)
         param_device = next(model.parameters()).device
         hn = Hypernetwork.load(hypernet, map_location=param_device) if hypernet is not None else None
-        return cls(model, tokenizer, hn, name=name or str(base), targets=targets)
+        return cls(model, tokenizer, hn, name=name or str(base), targets=targets, layers=layers)
 
     @property
     def device(self) -> torch.device:
@@ -807,7 +822,8 @@ class WeightMemoryModel:
         token per row [B]. The caller decides when to stop (end ids, stop strings, a deadline).
 
         The plan is entered around each forward pass only, never across a ``yield``; it acts on
-        the prompt and the first ``adapter_tokens`` generated tokens (``None``: all of them).
+        the prompt and the first ``adapter_tokens`` generated tokens (``None``: all of them); with
+        ``adapter_on_prompt=False`` in the chat format, on the prompt's last token only.
         Prompts are left-padded with positions counted from each row's first real token.
 
         Generation never runs past the base's context window (``max_position_embeddings``): a
@@ -830,6 +846,13 @@ class WeightMemoryModel:
         ids, mask = pad_sequences(prompt_ids, self.tokenizer.pad_token_id or 0, side="left", device=self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         past: Any = None
+        if plan is not None and not self.prompts.chat.adapter_on_prompt and ids.shape[1] > 1:
+            # trained to act on the answer only: the prompt but its last token runs on the base
+            # (left padding puts every row's last token in the last column)
+            out = self.base(
+                input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True
+            )
+            past, ids, positions = out.past_key_values, ids[:, -1:], positions[:, -1:]
         for step in range(max_new_tokens):
             step_plan = plan if adapter_tokens is None or step < adapter_tokens else None
             with self.injector.use_plan(step_plan):
@@ -867,6 +890,10 @@ class WeightMemoryModel:
         encoded = [self._encode(p if raw else self.render(p)) for p in prompts]  # type: ignore[arg-type]
         ids, mask = pad_sequences(encoded, self.tokenizer.pad_token_id or 0, side="left", device=self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift RoPE positions
+        if plan is not None and not self.prompts.chat.adapter_on_prompt:
+            last = torch.zeros_like(mask)
+            last[:, -1] = 1  # the position that predicts the first answer token
+            plan = plan.at_positions(last)
         with self.injector.use_plan(plan):
             return self.base(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1].float()
 

@@ -128,7 +128,8 @@ class PromptBuilder:
         """
         user = [{"role": "user", "content": question}]
         prompt = self.render(user)
-        full = self.render([*user, {"role": "assistant", "content": answer}], add_generation_prompt=False)
+        content = self.chat.answer_prefix + answer
+        full = self.render([*user, {"role": "assistant", "content": content}], add_generation_prompt=False)
         if not full.startswith(prompt):
             raise ValueError("the chat template does not render an answer as a continuation of its prompt")
         suffix = full[len(prompt) :]

@@ -13,6 +13,7 @@ import json
 import time
 
 import pytest
+import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from agenthn_langgraph.data import QAExample, QAPair
@@ -188,3 +189,101 @@ def test_internalize_memory_does_not_grow_with_depth(layers):
     print(f"\nlayers={layers} tokens={n_tokens} peak={mem.peak / 2**20:.1f} MiB bound={bound / 2**20:.1f} MiB")
     assert adapter.rank == 8 and mem.peak < bound, (mem.peak / 2**20, bound / 2**20)
     assert layers * n_tokens * inter * 4 >= bound or layers == 4  # the old way's inputs alone would not fit
+
+
+def _nonzero_hypernet(engine: WeightMemoryModel, chat: ChatFormat, seed: int = 0) -> Hypernetwork:
+    """A hypernetwork with random (non-zero) value heads, so its adapters change the outputs."""
+    from agenthn_langgraph.hypernet.train import build_hypernet
+
+    torch.manual_seed(seed)
+    hn = build_hypernet(engine, HypernetTrainConfig(width=32, mixer_layers=1, rank=4, window=192, chat=chat))
+    with torch.no_grad():
+        for name, p in hn.named_parameters():
+            if "to_b" in name or "to_a" in name:
+                p.normal_(0, 0.5)
+    return hn
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_answer_only_student_over_a_kv_cache_equals_the_masked_full_pass(arch, random_checkpoints):
+    """The cheap training path (prompt once into a KV cache, only the answer with the adapter) gives
+    the same logits, to float precision, as the whole sequence with the adapter masked to the
+    answer, for every family (Gemma2's sliding window and soft-capping included)."""
+    import random
+
+    from agenthn_langgraph.hypernet.batching import ExamplePool, make_batch
+    from agenthn_langgraph.hypernet.train import student_answer_only, student_full, student_plan, value_slots
+
+    engine = WeightMemoryModel.from_pretrained(random_checkpoints[arch], device="cpu")
+    chat = ChatFormat(system="Answer briefly.", adapter_on_prompt=False)
+    engine.prompts.chat = chat
+    hn = _nonzero_hypernet(engine, chat)
+    pool = ExamplePool(generate_english(40, seed=3, n_facts=(1, 4)), engine.prompts, window=192)
+    b = make_batch(
+        pool, random.Random(0), targets=4, questions_per_text=2, distractors=(2,), same_genre=0.5, pad_id=0, in_batch=2
+    )
+    from agenthn_langgraph.hypernet.train import read_texts
+
+    with torch.no_grad():
+        states, captured = read_texts(engine, b.text_ids, b.text_mask)
+        z = hn.encode(states, b.text_mask)
+        hard, _, _ = hn.select_pieces(z, b.text_mask, captured.__getitem__, None, also_at=value_slots(b.value_mask)[0])
+        q = len(b.compose)
+        order = torch.arange(q)
+        plan = student_plan(None, hard, b, ["hard"] * q, n_targets=b.n_targets)
+        rows = b.student_pos[:, 0]
+        masked = torch.zeros(q, b.student_ids.shape[1])
+        masked[b.student_pos[:, 0], b.student_pos[:, 1]] = 1.0
+        full, q_full = student_full(engine, b, plan.at_positions(masked), order, rows, b.student_pos[:, 1])
+        cached, q_cached = student_answer_only(engine, b, plan, order, rows, b.chunk_pos[:, 1])
+        plain, _ = student_full(
+            engine, b, plan.at_positions(torch.zeros_like(masked)), order, rows, b.student_pos[:, 1]
+        )
+    assert torch.allclose(full, cached, atol=1e-4), (full - cached).abs().max()
+    assert (full - plain).abs().max() > 1e-2  # the adapter does act on the answer
+    for name in q_full:
+        assert torch.allclose(q_full[name], q_cached[name], atol=1e-4)
+
+
+def test_layers_to_transform_and_answer_only_generation(random_checkpoints, tmp_path):
+    """A hypernetwork for some layers only loads back onto exactly those layers; one trained for
+    the answer only leaves the prompt's KV cache as the base's (generation equals a prompt pass on
+    the base, then the adapter from the last prompt token on)."""
+    engine = WeightMemoryModel.from_pretrained(random_checkpoints["llama"], device="cpu", layers=[1])
+    assert engine.injector.target_modules == ["model.layers.1.mlp.down_proj"]
+    chat = ChatFormat(system="Answer briefly.", adapter_on_prompt=False)
+    _nonzero_hypernet(engine, chat).save(tmp_path / "hn")
+    loaded = WeightMemoryModel.from_pretrained(random_checkpoints["llama"], tmp_path / "hn", device="cpu")
+    assert loaded.injector.target_modules == ["model.layers.1.mlp.down_proj"]
+    assert loaded.chat_format.adapter_on_prompt is False
+    adapter = loaded.internalize(SISTER.context)
+    assert set(adapter.weights) == {"model.layers.1.mlp.down_proj"}
+    ids = loaded.encode(loaded.render("Where does my sister live?"))
+    with_adapter = loaded.generate_ids([ids], [[adapter]], max_new_tokens=6)
+    # by hand: the base over the prompt but its last token, then the adapter on everything after
+    base, injector = loaded.base, loaded.injector
+    with torch.no_grad():
+        cache = base(input_ids=torch.tensor([ids[:-1]]), use_cache=True).past_key_values
+        token, out = ids[-1], []
+        plan = injector.plan_for([adapter])
+        for step in range(6):
+            with injector.use_plan(plan):
+                res = base(
+                    input_ids=torch.tensor([[token]]),
+                    past_key_values=cache,
+                    position_ids=torch.tensor([[len(ids) - 1 + step]]),
+                    use_cache=True,
+                )
+            cache, token = res.past_key_values, int(res.logits[0, -1].argmax())
+            if token in loaded.end_ids:
+                break
+            out.append(token)
+    assert with_adapter == [loaded.tokenizer.decode(out, skip_special_tokens=True).strip()]
+    assert with_adapter != loaded.generate_ids([ids], max_new_tokens=6)  # the adapter changes the answer
+    # next_token_logits applies it at the last position only, as generation does
+    logits = loaded.next_token_logits(["Where does my sister live?"], [[adapter]])
+    with torch.no_grad():
+        last = base(input_ids=torch.tensor([ids[:-1]]), use_cache=True).past_key_values
+        with injector.use_plan(plan):
+            ref = base(input_ids=torch.tensor([ids[-1:]]), past_key_values=last, use_cache=True).logits[0, -1]
+    assert torch.allclose(logits[0], ref, atol=1e-4)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -83,10 +83,24 @@ class Batch:
     targets: torch.Tensor  # [A] gold answer tokens
     copy_pos: torch.Tensor  # [A, 2] (text row, context position of that token), (-1, -1) if none
     compose: list[list[int]]  # per question: text rows composed for it, its own first
+    # The same student sequences cut where the answer begins, for an adapter that acts on the
+    # answer only: the prompt but its last token [Q, P] (left-padded, so every row's cache ends
+    # in column P - 1), and the answer chunk [Q, C] (right-padded): the prompt's last token, then
+    # the answer but its last token; chunk position j predicts answer token j.
+    prompt_ids: torch.Tensor | None = None
+    prompt_mask: torch.Tensor | None = None
+    chunk_ids: torch.Tensor | None = None
+    chunk_mask: torch.Tensor | None = None
+    chunk_pos: torch.Tensor | None = None  # [A, 2] (question row, chunk position), in targets' order
 
     @property
     def n_texts(self) -> int:
         return int(self.text_ids.shape[0])
+
+    @property
+    def n_targets(self) -> int:
+        """Texts whose questions are asked (the first rows); the rest are only distractors."""
+        return max(c[0] for c in self.compose) + 1
 
     def to(self, device: torch.device | str) -> Batch:
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
@@ -133,12 +147,29 @@ class ExamplePool:
             self._cache.popitem(last=False)
         return t
 
-    def draw_target(self, rng: random.Random) -> int:
+    def draw_target(self, rng: random.Random, genre: str | None | object = ...) -> int:
+        """A random example that fits the window (of ``genre``, when given)."""
+        pool = self.by_genre[genre] if genre is not ... else None  # type: ignore[index]
         for _ in range(100):
-            i = rng.randrange(len(self.examples))
+            i = pool[rng.randrange(len(pool))] if pool else rng.randrange(len(self.examples))
             if self.tokenized(i) is not None:
                 return i
         raise ValueError(f"no example fits the encoder window of {self.window} tokens")
+
+    def mates_among(
+        self, target: int, candidates: Sequence[int], n: int, rng: random.Random, same_genre: float
+    ) -> list[int]:
+        """Up to ``n`` of ``candidates`` unrelated to ``target``, each of its genre with probability ``same_genre``."""
+        ex = self.examples[target]
+        free = [j for j in candidates if ex.unrelated_to(self.examples[j])]
+        rng.shuffle(free)
+        same = [j for j in free if self.examples[j].genre == ex.genre]
+        other = [j for j in free if self.examples[j].genre != ex.genre]
+        chosen = []
+        while len(chosen) < n and (same or other):
+            source = same if (same and (rng.random() < same_genre or not other)) else other
+            chosen.append(source.pop())
+        return chosen
 
     def draw_distractors(self, target: int, n: int, rng: random.Random, same_genre: float) -> list[int]:
         """``n`` examples unrelated to ``target`` (no shared fact key), mostly of its genre."""
@@ -155,6 +186,18 @@ class ExamplePool:
         return chosen
 
 
+def _distinct(draw: Callable[[int], int], n: int) -> list[int]:
+    """``n`` draws without repeats (a few retries per draw; a repeat is kept if the pool is tiny)."""
+    out: list[int] = []
+    for k in range(n):
+        for _ in range(20):
+            i = draw(k)
+            if i not in out:
+                break
+        out.append(i)
+    return out
+
+
 def make_batch(
     pool: ExamplePool,
     rng: random.Random,
@@ -164,9 +207,16 @@ def make_batch(
     distractors: Sequence[int],
     same_genre: float,
     pad_id: int,
+    in_batch: int | None = None,
 ) -> Batch:
     """One step: ``targets`` texts, up to ``questions_per_text`` questions each, every target
-    composed with a number of distractors drawn from ``distractors`` (e.g. ``(0, 1, 2, 4, 8)``)."""
+    composed with a number of distractors drawn from ``distractors`` (e.g. ``(0, 1, 2, 4, 8)``).
+
+    Distractors are fresh texts per target by default. With ``in_batch=M`` they are drawn from the
+    step's own texts instead -- the other targets plus ``M`` extra texts, the targets drawn from
+    two genres so most mates share attributes -- so a step reads ``targets + M`` texts, not
+    ``targets x (1 + distractors)``: the base pass over the texts is what a large base pays most for.
+    """
     rows: list[int] = []  # example index per text row
     row_of: dict[int, int] = {}
 
@@ -176,18 +226,31 @@ def make_batch(
             rows.append(i)
         return row_of[i]
 
-    target_ids = [pool.draw_target(rng) for _ in range(targets)]
+    if in_batch is None:
+        target_ids = [pool.draw_target(rng) for _ in range(targets)]
+    else:
+        genres = rng.sample(pool.genres, min(2, len(pool.genres)))
+        target_ids = _distinct(lambda k: pool.draw_target(rng, genre=genres[k % len(genres)]), targets)
     for t in target_ids:
         row(t)
+    if in_batch:
+        for j in _distinct(
+            lambda k: pool.draw_target(rng, genre=pool.examples[target_ids[k % targets]].genre), in_batch
+        ):
+            row(j)
     questions: list[tuple[int, TokenizedQA, list[int]]] = []
     contexts: dict[int, TokenizedExample] = {}  # held for this batch whatever the LRU evicts meanwhile
+    for i in rows:
+        contexts[i] = pool.tokenized(i)  # type: ignore[assignment]
     for t in target_ids:
-        tok = pool.tokenized(t)
-        assert tok is not None
-        contexts[t] = tok
-        mates = pool.draw_distractors(t, rng.choice(list(distractors)), rng, same_genre)
-        for j in mates:
-            contexts[j] = pool.tokenized(j)  # type: ignore[assignment]
+        tok = contexts[t]
+        n = rng.choice(list(distractors))
+        if in_batch is None:
+            mates = pool.draw_distractors(t, n, rng, same_genre)
+            for j in mates:
+                contexts[j] = pool.tokenized(j)  # type: ignore[assignment]
+        else:
+            mates = pool.mates_among(t, [i for i in rows if i != t], n, rng, same_genre)
         for qa in rng.sample(tok.qa, min(len(tok.qa), questions_per_text)):
             questions.append((row_of[t], qa, [row_of[t], *(row(j) for j in mates)]))
     teachers = [pool.prompts.teacher_ids(pool.examples[rows[r]].context, q.question) for r, q, _ in questions]
@@ -198,6 +261,8 @@ def make_batch(
         for p in c.value_positions:
             value_mask[r, p] = 1.0
     student_ids, student_mask = pad_sequences([q.student + q.answer for _, q, _ in questions], pad_id)
+    prompt_ids, prompt_mask = pad_sequences([q.student[:-1] for _, q, _ in questions], pad_id, side="left")
+    chunk_ids, chunk_mask = pad_sequences([q.student[-1:] + q.answer[:-1] for _, q, _ in questions], pad_id)
     teacher_ids, teacher_mask = pad_sequences(
         [t + q.answer for t, (_, q, _) in zip(teachers, questions, strict=True)], pad_id
     )
@@ -220,5 +285,10 @@ def make_batch(
         teacher_pos=torch.tensor(t_pos),
         targets=torch.tensor(targets_),
         copy_pos=torch.tensor(copy_pos),
+        prompt_ids=prompt_ids,
+        prompt_mask=prompt_mask,
+        chunk_ids=chunk_ids,
+        chunk_mask=chunk_mask,
+        chunk_pos=torch.tensor([(qi, j) for qi, (_, q, _) in enumerate(questions) for j in range(len(q.answer))]),
         compose=[c for _, _, c in questions],
     )

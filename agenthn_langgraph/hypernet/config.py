@@ -68,11 +68,21 @@ class ChatFormat:
     the conversation (the tiny default, whose texts are transcripts in its own markup).
     ``system``: an instruction in every prompt (e.g. "Answer in a few words.") or ``None``.
     ``adapter_tokens``: how many generated tokens the adapter acts on (``None``: all of them).
+    ``adapter_on_prompt``: whether the adapter also acts on the prompt's tokens. ``False`` (a
+    hypernetwork trained that way) applies it from the position that predicts the first answer
+    token on: the prompt's keys and values are the base's own, so training can skip the backward
+    pass through every prompt token, and a prompt's KV cache is the same with any adapter.
+    ``answer_prefix``: what a trained answer starts with. A byte-level BPE tokenizes "Barcelona"
+    at the start of a turn as ``B arc elona`` but inside the text as one ``Ġ Barcelona`` token; a
+    space (``" "``) makes every answer token one the text holds, so an adapter can copy it.
+    Replies are stripped, so users never see it.
     """
 
     context: Literal["user", "prefix"] = "user"
     system: str | None = None
     adapter_tokens: int | None = None
+    adapter_on_prompt: bool = True
+    answer_prefix: str = ""
 
     def __post_init__(self) -> None:
         if self.context not in ("user", "prefix"):
@@ -81,6 +91,10 @@ class ChatFormat:
             not isinstance(self.adapter_tokens, int) or isinstance(self.adapter_tokens, bool) or self.adapter_tokens < 1
         ):
             raise ValueError(f"adapter_tokens must be a positive int or None, got {self.adapter_tokens!r}")
+        if not isinstance(self.answer_prefix, str) or self.answer_prefix.strip():
+            raise ValueError(f"answer_prefix must be whitespace (e.g. ' '), got {self.answer_prefix!r}")
+        if not isinstance(self.adapter_on_prompt, bool):
+            raise ValueError(f"adapter_on_prompt must be a bool, got {self.adapter_on_prompt!r}")
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,11 @@ class _ModuleHead(nn.Module):
         return F.normalize(key, dim=-1), value
 
 
+def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows ``idx`` [N, K] of ``x`` [N, T, d] -> [N, K, d]."""
+    return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     m = mask.unsqueeze(-1).to(x.dtype)
     return (x * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)
@@ -257,6 +262,56 @@ class Hypernetwork(nn.Module):
         mask = attention_mask.to(z.dtype)
         return torch.stack([self.heads[self._key(n)].gate(z, mask) for n in self._names]).amax(0)
 
+    def gates(self, z: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+        """Each target module's gate per token [N, T] for features ``z`` (:meth:`encode`)."""
+        return [self.heads[self._key(n)].gate(z, mask) for n in self._names]
+
+    def select_pieces(
+        self,
+        z: torch.Tensor,
+        mask: torch.Tensor,
+        module_input: Callable[[str], torch.Tensor],
+        token_out: torch.Tensor | None = None,
+        *,
+        also_at: torch.Tensor | None = None,
+    ) -> tuple[Pieces, torch.Tensor, dict[str, torch.Tensor]]:
+        """The adapters the checkpoint's selection rule keeps, computed for the kept tokens only.
+
+        Returns (pieces, rank per text [N], keys at ``also_at``). Streams the target modules:
+        ``module_input(name)`` gives one module's input [N, T, d_in] at a time, reduced to its mean
+        and its selected rows before the next is asked for. Differentiable (training's hard
+        adapters come from here too): a kept piece's key carries its gate's straight-through factor.
+        ``also_at`` [N, V] (optional): more positions whose keys are returned per module (training
+        asks for the answer spans' keys); negative entries give zero keys.
+        """
+        mask = mask.to(z.dtype)
+        heads = [self.heads[self._key(n)] for n in self._names]
+        gates = self.gates(z, mask)
+        cfg = self.config
+        if cfg.selection == "top_r":
+            ranks = torch.minimum(mask.sum(1).long(), torch.tensor(cfg.rank)).clamp(min=1)
+            k = min(cfg.rank, mask.shape[1])
+        else:
+            ranks = adaptive_ranks(gates, mask, cfg.gate_threshold, cfg.rank, cfg.max_rank)
+            k = int(ranks.max())
+        out: Pieces = {}
+        extra: dict[str, torch.Tensor] = {}
+        for name, head, gate in zip(self._names, heads, gates, strict=True):
+            g, idx = gate.topk(k, dim=1)  # [N, k]
+            valid = torch.gather(mask, 1, idx) * (torch.arange(k, device=idx.device) < ranks[:, None])
+            if also_at is not None:
+                idx = torch.cat([idx, also_at.clamp(min=0)], 1)
+            x = module_input(name)[:, : mask.shape[1]].float()
+            centred = _gather(x, idx) - _masked_mean(x, mask)
+            del x
+            key, value = head.piece(_gather(z, idx), centred, None if token_out is None else _gather(token_out, idx))
+            if also_at is not None:
+                extra[name] = key[:, k:] * (also_at >= 0).unsqueeze(-1)
+                key, value = key[:, :k], value[:, :k]
+            keep = valid * _straight_through(g)
+            out[name] = (key * keep.unsqueeze(-1), (value * valid.unsqueeze(-1)).transpose(1, 2))
+        return out, ranks, extra
+
     @torch.no_grad()
     def generate(
         self,
@@ -267,37 +322,12 @@ class Hypernetwork(nn.Module):
     ) -> tuple[Pieces, torch.Tensor]:
         """The shipped adapters for a batch of texts: (pieces, rank per text [N]).
 
-        Streams the target modules: ``module_input(name)`` gives one module's input [N, T, d_in]
-        at a time, which is reduced to its mean and its selected rows before the next is asked
-        for; keys and values are computed for selected tokens only.
+        Keys and values are computed for selected tokens only (:meth:`select_pieces`), so memory
+        grows with the text and the adapter, not with every layer's input width times the text.
         """
         z = self.encode(hidden_states, attention_mask)
-        mask = attention_mask.to(z.dtype)
-        heads = [self.heads[self._key(n)] for n in self._names]
-        gates = [h.gate(z, mask) for h in heads]
-        cfg = self.config
-        if cfg.selection == "top_r":
-            ranks = torch.minimum(mask.sum(1).long(), torch.tensor(cfg.rank)).clamp(min=1)
-            k = min(cfg.rank, mask.shape[1])
-        else:
-            ranks = adaptive_ranks(gates, mask, cfg.gate_threshold, cfg.rank, cfg.max_rank)
-            k = int(ranks.max())
-        out: Pieces = {}
-        for name, head, gate in zip(self._names, heads, gates, strict=True):
-            idx = gate.topk(k, dim=1).indices  # [N, k]
-            valid = torch.gather(mask, 1, idx) * (torch.arange(k, device=idx.device) < ranks[:, None])
-            x = module_input(name)[:, : mask.shape[1]].float()
-            centred = torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1])) - _masked_mean(x, mask)
-            del x
-            z_sel = torch.gather(z, 1, idx.unsqueeze(-1).expand(-1, -1, z.shape[-1]))
-            tok = (
-                None
-                if token_out is None
-                else torch.gather(token_out, 1, idx.unsqueeze(-1).expand(-1, -1, token_out.shape[-1]))
-            )
-            key, value = head.piece(z_sel, centred, tok)
-            out[name] = (key * valid.unsqueeze(-1), (value * valid.unsqueeze(-1)).transpose(1, 2))
-        return out, ranks
+        pieces, ranks, _ = self.select_pieces(z, attention_mask, module_input, token_out)
+        return pieces, ranks
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:

@@ -24,12 +24,14 @@ autocast when present, fp32 on CPU.
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +43,7 @@ from ..lora.inject import InjectionPlan
 from ..training import CosineSchedule, load_checkpoint, return_freed_memory, save_checkpoint, step_seed
 from .batching import Batch, ExamplePool, make_batch
 from .config import ChatFormat, HypernetConfig
-from .model import Hypernetwork, Pieces, token_unembeddings
+from .model import Hypernetwork, Pieces, _gather, token_unembeddings
 
 
 @dataclass
@@ -51,9 +53,14 @@ class HypernetTrainConfig:
     questions_per_text: int = 4
     distractors: tuple[int, ...] = (0, 1, 2, 4, 8)  # unrelated texts composed with a target (drawn per target)
     same_genre: float = 0.75  # share of distractors drawn from the target's own genre
+    in_batch_distractors: int | None = None  # None: fresh distractor texts per target; M: the step's own texts + M
+    soft_and_hard: Literal["both", "alternate", "hard"] = "both"
+    """Per question: its soft (all-token) and its hard (selected) adapter, one of the two
+    alternately, or the hard one only ("hard": pieces are computed for kept tokens only, far
+    cheaper on a large base; the gates still learn through their straight-through factor)."""
     lr: float = 1e-3
     warmup: int = 100
-    kl_weight: float = 1.0
+    kl_weight: float = 1.0  # 0: gold answers only, and no teacher pass (for a base that reads poorly)
     ce_weight: float = 1.0
     gate_aux: float = 1.0  # BCE: gates should select the text's answer tokens
     key_aux: float = 1.0  # InfoNCE: a copied token's key should match the activation that needs it
@@ -100,50 +107,88 @@ def build_hypernet(model: WeightMemoryModel, cfg: HypernetTrainConfig) -> Hypern
 
 
 # ---------------------------------------------------------------------------------------- losses
-def compose_per_row(pieces: Pieces, compose: list[list[int]]) -> InjectionPlan:
-    """Per question, rank-concatenate the blocks (A [N, r, d_in], B [N, d_out, r]) of its texts.
+def student_plan(soft: Pieces | None, hard: Pieces, b: Batch, kinds: Sequence[str], n_targets: int) -> InjectionPlan:
+    """One shared plan for every student row: each row's ranks picked by a row mask.
 
-    Rows with fewer texts are padded with all-zero blocks, which add nothing.
+    Row ``i`` asks question ``i % Q``; a ``"soft"`` row gets its own text's all-token pieces, a
+    ``"hard"`` row the selected pieces of its own text rank-concatenated with its distractors' (as
+    retrieval composes them at run time). Ranks are concatenated once for the batch and masked per
+    row, instead of copying every row's own stack (rows x ranks x d_in floats per module).
+    Soft pieces are taken from the first ``n_targets`` texts only: no row needs a distractor's.
     """
-    k = max(len(c) for c in compose)
-    any_a = next(iter(pieces.values()))[0]
-    n = any_a.shape[0]
-    index = torch.tensor([c + [n] * (k - len(c)) for c in compose], device=any_a.device)  # [Q, k]
     weights = {}
-    for name, (a, b) in pieces.items():
-        a = torch.cat([a, a.new_zeros(1, *a.shape[1:])])[index]  # [Q, k, r, d_in]
-        b = torch.cat([b, b.new_zeros(1, *b.shape[1:])])[index]  # [Q, k, d_out, r]
-        q, _, r, d_in = a.shape
-        weights[name] = (a.reshape(q, k * r, d_in), b.permute(0, 2, 1, 3).reshape(q, b.shape[2], k * r))
-    return InjectionPlan(weights)
+    for name, (a_h, b_h) in hard.items():  # [N, k, d_in], [N, d_out, k]
+        a_parts, b_parts = [a_h.reshape(-1, a_h.shape[-1])], [b_h.permute(1, 0, 2).reshape(b_h.shape[1], -1)]
+        if soft is not None:
+            a_s, b_s = soft[name][0][:n_targets], soft[name][1][:n_targets]  # [n, T, d_in], [n, d_out, T]
+            a_parts.insert(0, a_s.reshape(-1, a_s.shape[-1]))
+            b_parts.insert(0, b_s.permute(1, 0, 2).reshape(b_s.shape[1], -1))
+        weights[name] = (torch.cat(a_parts), torch.cat(b_parts, 1))
+    any_hard = next(iter(hard.values()))[0]
+    t = 0 if soft is None else next(iter(soft.values()))[0].shape[1]
+    k = any_hard.shape[1]
+    offset = n_targets * t
+    mask = any_hard.new_zeros(len(kinds), offset + any_hard.shape[0] * k)
+    q = len(b.compose)
+    for i, kind in enumerate(kinds):
+        texts = b.compose[i % q]
+        if kind == "soft":
+            mask[i, texts[0] * t : (texts[0] + 1) * t] = 1.0
+        else:
+            for j in texts:
+                mask[i, offset + j * k : offset + (j + 1) * k] = 1.0
+    return InjectionPlan(weights, mask)
+
+
+def answer_logits(base: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """The LM head on the answer positions only ([A, d] -> [A, vocab]): a vocabulary-wide product
+    over every prompt position is most of a small model's forward. Gemma's final soft-capping kept."""
+    logits = base.get_output_embeddings()(hidden)
+    cap = getattr(base.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
 
 
 def distill_loss(
-    logits: torch.Tensor, teacher_logp: torch.Tensor, targets: torch.Tensor, cfg: HypernetTrainConfig
+    logits: torch.Tensor, teacher_logp: torch.Tensor | None, targets: torch.Tensor, cfg: HypernetTrainConfig
 ) -> torch.Tensor:
-    """KL(teacher || student) + CE(gold), per answer token, averaged."""
+    """KL(teacher || student) + CE(gold), per answer token, averaged (CE alone without a teacher)."""
     logp = F.log_softmax(logits.float(), -1)
-    kl = (teacher_logp.exp() * (teacher_logp - logp)).sum(-1).mean()
-    return cfg.kl_weight * kl + cfg.ce_weight * F.nll_loss(logp, targets)
+    loss = cfg.ce_weight * F.nll_loss(logp, targets)
+    if teacher_logp is not None:
+        loss = loss + cfg.kl_weight * (teacher_logp.exp() * (teacher_logp - logp)).sum(-1).mean()
+    return loss
+
+
+def value_slots(value_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The answer-span positions of each text, padded: (positions [N, V] with -1 for none, and
+    slot [N, T]: each position's index into the flattened [N * V] slots, -1 off the spans)."""
+    counts = value_mask.sum(1).long()
+    v = max(int(counts.max()), 1)
+    positions = torch.full((value_mask.shape[0], v), -1, dtype=torch.long, device=value_mask.device)
+    slot = torch.full(value_mask.shape, -1, dtype=torch.long, device=value_mask.device)
+    for r in range(value_mask.shape[0]):
+        where = torch.nonzero(value_mask[r]).flatten()
+        positions[r, : len(where)] = where
+        slot[r, where] = r * v + torch.arange(len(where), device=where.device)
+    return positions, slot
 
 
 def key_infonce(
-    keys: torch.Tensor, queries: torch.Tensor, copy_pos: torch.Tensor, value_mask: torch.Tensor, temperature: float
+    keys: torch.Tensor, valid: torch.Tensor, queries: torch.Tensor, target_slot: torch.Tensor, temperature: float
 ) -> torch.Tensor:
     """Each answer token's query should pick the key of the context token it copies, among all
     answer-span keys of the step (other texts' included: they are the interference to beat).
 
-    keys [N, T, d_in] (unit), queries [A, d_in], copy_pos [A, 2] (text row, position; -1 if none).
+    keys [N, V, d_in] at the answer-span slots (:func:`value_slots`), valid [N, V], queries [A, d_in],
+    target_slot [A] (the copied token's slot, -1 when the token copies nothing).
     """
-    has = copy_pos[:, 0] >= 0
+    has = target_slot >= 0
     if not has.any():
         return keys.new_zeros(())
-    n, t, _ = keys.shape
-    cand = value_mask.flatten().bool()
-    flat = (copy_pos[has, 0] * t + copy_pos[has, 1]).long()
-    col = torch.cumsum(cand.long(), 0) - 1  # candidate index of each flat position
-    scores = F.normalize(queries[has], dim=-1) @ keys.reshape(n * t, -1)[cand].T / temperature
-    return F.cross_entropy(scores, col[flat])
+    cand = valid.flatten().bool()
+    col = torch.cumsum(cand.long(), 0) - 1  # candidate index of each slot
+    scores = F.normalize(queries[has], dim=-1) @ keys.reshape(-1, keys.shape[-1])[cand].T / temperature
+    return F.cross_entropy(scores, col[target_slot[has]])
 
 
 @dataclass
@@ -152,46 +197,176 @@ class StepOutput:
     metrics: dict[str, float]
 
 
+@torch.no_grad()
+def read_texts(
+    model: WeightMemoryModel, ids: torch.Tensor, mask: torch.Tensor, *, group: int = 4
+) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]:
+    """The frozen base over the step's texts: every layer's hidden states and each target module's
+    input, [N, T, .] each, as one padded pass would give them.
+
+    The texts run in groups of similar length, each padded only to its own longest: texts of a
+    step differ in length by 2-3x, and a large base pays for every padding token.
+    """
+    order = torch.argsort(mask.sum(1), descending=True)
+    states: list[list[torch.Tensor]] = []
+    inputs: dict[str, list[torch.Tensor]] = {}
+    t = ids.shape[1]
+
+    def pad(x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, (0, 0, 0, t - x.shape[1]))
+
+    for start in range(0, len(order), group):
+        rows = order[start : start + group]
+        width = int(mask[rows].sum(1).max())
+        with model.injector.capture_inputs() as captured:  # the decoder alone: no logits over the texts
+            out = model.base.base_model(
+                input_ids=ids[rows, :width],
+                attention_mask=mask[rows, :width],
+                output_hidden_states=True,
+                use_cache=False,
+            )
+        states.append([pad(h) for h in out.hidden_states])
+        for name, x in captured.items():
+            inputs.setdefault(name, []).append(pad(x))
+    back = torch.argsort(order)
+    hidden = tuple(torch.cat([g[i] for g in states])[back] for i in range(len(states[0])))
+    return hidden, {n: torch.cat(xs)[back] for n, xs in inputs.items()}
+
+
+@torch.no_grad()
+def teacher_log_probs(base: torch.nn.Module, b: Batch) -> torch.Tensor:
+    """The frozen base reading the text: log-probabilities at every answer token [A, vocab]."""
+    hidden = base.base_model(input_ids=b.teacher_ids, attention_mask=b.teacher_mask, use_cache=False).last_hidden_state
+    return F.log_softmax(answer_logits(base, hidden[b.teacher_pos[:, 0], b.teacher_pos[:, 1]]).float(), -1)
+
+
+def student_full(
+    model: WeightMemoryModel, b: Batch, plan: InjectionPlan, order: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Student rows (question ``order[i]`` each) over whole sequences, the adapter on every token.
+
+    Returns the last hidden state at (``rows``, ``cols``) [A', d], and each target module's input
+    on the plain base where each answer token is due [A, d_in] (the keys' InfoNCE targets).
+    """
+    base = model.base
+    with torch.no_grad(), model.injector.capture_inputs() as captured:
+        base.base_model(input_ids=b.student_ids, attention_mask=b.student_mask, use_cache=False)
+    queries = {n: x[b.student_pos[:, 0], b.student_pos[:, 1]].float() for n, x in captured.items()}
+    with model.injector.use_plan(plan):
+        hidden = base.base_model(
+            input_ids=b.student_ids[order], attention_mask=b.student_mask[order], use_cache=False
+        ).last_hidden_state
+    return hidden[rows, cols], queries
+
+
+def student_answer_only(
+    model: WeightMemoryModel, b: Batch, plan: InjectionPlan, order: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """As :func:`student_full` for an adapter that acts on the answer only (``cols`` index the chunk).
+
+    The prompt runs once, without gradients, into a KV cache; only the answer chunk runs with the
+    adapter, so the backward pass covers a few tokens per question instead of the whole prompt.
+    """
+    assert b.prompt_ids is not None and b.prompt_mask is not None and b.chunk_ids is not None
+    assert b.chunk_mask is not None and b.chunk_pos is not None
+    if int(b.prompt_mask.sum(1).min()) == 0:
+        raise ValueError("a student prompt of one token leaves nothing to cache before the answer")
+    base = model.base
+    prompt_len = b.prompt_mask.sum(1, keepdim=True)
+    chunk_positions = prompt_len + torch.arange(b.chunk_ids.shape[1], device=prompt_len.device)
+    full_mask = torch.cat([b.prompt_mask, b.chunk_mask], 1)
+    with torch.no_grad():
+        cache = base.base_model(
+            input_ids=b.prompt_ids,
+            attention_mask=b.prompt_mask,
+            position_ids=(b.prompt_mask.cumsum(1) - 1).clamp(min=0),
+            use_cache=True,
+        ).past_key_values
+        plain = copy.deepcopy(cache)  # the base's own pass over the answer extends a copy
+        with model.injector.capture_inputs() as captured:
+            base.base_model(
+                input_ids=b.chunk_ids, attention_mask=full_mask, position_ids=chunk_positions, past_key_values=plain
+            )
+        del plain
+        queries = {n: x[b.chunk_pos[:, 0], b.chunk_pos[:, 1]].float() for n, x in captured.items()}
+        if len(order) != len(b.compose) or bool((order != torch.arange(len(order), device=order.device)).any()):
+            cache.reorder_cache(order)
+    token_mask = b.chunk_mask[order].float()
+    with model.injector.use_plan(plan.at_positions(token_mask)):
+        hidden = base.base_model(
+            input_ids=b.chunk_ids[order],
+            attention_mask=full_mask[order],
+            position_ids=chunk_positions[order],
+            past_key_values=cache,
+        ).last_hidden_state
+    return hidden[rows, cols], queries
+
+
 def forward_step(model: WeightMemoryModel, hypernet: Hypernetwork, b: Batch, cfg: HypernetTrainConfig) -> StepOutput:
     """Every loss of one batch (``b`` already on the model's device)."""
     base = model.base
     with torch.no_grad():
-        with model.injector.capture_inputs() as captured:
-            text_out = base(input_ids=b.text_ids, attention_mask=b.text_mask, output_hidden_states=True)
+        text_states, captured = read_texts(model, b.text_ids, b.text_mask)
         token_out = token_unembeddings(base, b.text_ids)
-        t_logits = base(input_ids=b.teacher_ids, attention_mask=b.teacher_mask).logits
-        teacher_logp = F.log_softmax(t_logits[b.teacher_pos[:, 0], b.teacher_pos[:, 1]].float(), -1)
-        with model.injector.capture_inputs() as q_captured:  # what each module sees where an answer token is due
-            base(input_ids=b.student_ids, attention_mask=b.student_mask)
-        queries = {n: x[b.student_pos[:, 0], b.student_pos[:, 1]].float() for n, x in q_captured.items()}
-    pieces = hypernet(text_out.hidden_states, b.text_mask, captured, token_out)
-    loss = torch.zeros((), device=b.text_ids.device)
-    metrics: dict[str, float] = {}
-    own = [[c[0]] for c in b.compose]
-    hard, ranks = (
-        pieces.gated(cfg.gate_threshold, cfg.rank, cfg.max_rank)
-        if cfg.selection == "gated"
-        else (
-            pieces.top_r(cfg.rank),
-            torch.full((b.n_texts,), cfg.rank),
+        teacher_logp = teacher_log_probs(base, b) if cfg.kl_weight > 0 else None
+    positions, slot = value_slots(b.value_mask)
+    if cfg.soft_and_hard == "hard":  # pieces for the kept tokens and the answer spans only
+        z = hypernet.encode(text_states, b.text_mask)
+        hard, ranks, value_keys = hypernet.select_pieces(
+            z, b.text_mask, captured.__getitem__, token_out, also_at=positions
         )
-    )
-    for kind, blocks, compose in (("soft", pieces.soft(), own), ("hard", hard, b.compose)):
-        with model.injector.use_plan(compose_per_row(blocks, compose)):
-            logits = base(input_ids=b.student_ids, attention_mask=b.student_mask).logits
-        s_logits = logits[b.student_pos[:, 0], b.student_pos[:, 1]]
-        loss = loss + distill_loss(s_logits, teacher_logp, b.targets, cfg)
-        metrics[f"acc_{kind}"] = (s_logits.argmax(-1) == b.targets).float().mean().item()
-        metrics[f"ce_{kind}"] = F.cross_entropy(s_logits.float(), b.targets).item()
-    metrics["acc_teacher"] = (teacher_logp.argmax(-1) == b.targets).float().mean().item()
+        gates = dict(zip(hypernet.config.targets, hypernet.gates(z, b.text_mask.to(z.dtype)), strict=True))
+        soft = None
+    else:  # every token's piece: the soft adapter needs them all
+        pieces = hypernet(text_states, b.text_mask, captured, token_out)
+        hard, ranks = (
+            pieces.gated(cfg.gate_threshold, cfg.rank, cfg.max_rank)
+            if cfg.selection == "gated"
+            else (pieces.top_r(cfg.rank), torch.full((b.n_texts,), cfg.rank))
+        )
+        value_keys = {
+            n: _gather(a, positions.clamp(min=0)) * (positions >= 0).unsqueeze(-1) for n, a in pieces.a.items()
+        }
+        gates, soft = pieces.gate, pieces.soft()
+    # student rows: every question with its soft and its hard adapter ("both"), or one of the two
+    q = len(b.compose)
+    kinds = {
+        "both": ["soft"] * q + ["hard"] * q,
+        "alternate": ["soft", "hard"] * (q // 2) + ["hard"] * (q % 2),
+        "hard": ["hard"] * q,
+    }[cfg.soft_and_hard]
+    order = torch.arange(len(kinds), device=b.student_ids.device) % q
+    plan = student_plan(soft, hard, b, kinds, n_targets=b.n_targets)
+    a_q = b.student_pos[:, 0]  # answer tokens: (question, position)
+    rows_of = [torch.nonzero(order == qi).flatten() for qi in range(q)]
+    pos_rows = torch.cat([rows_of[int(qi)] for qi in a_q])  # every student row of each answer token's question
+    per_token = torch.tensor([len(rows_of[int(qi)]) for qi in a_q], device=a_q.device)
+    tok_idx = torch.repeat_interleave(torch.arange(len(a_q), device=a_q.device), per_token)
+    if cfg.chat.adapter_on_prompt:
+        hidden, queries = student_full(model, b, plan, order, pos_rows, b.student_pos[tok_idx, 1])
+    else:
+        hidden, queries = student_answer_only(model, b, plan, order, pos_rows, b.chunk_pos[tok_idx, 1])
+    logits = answer_logits(base, hidden)
+    targets = b.targets[tok_idx]
+    loss = distill_loss(logits, None if teacher_logp is None else teacher_logp[tok_idx], targets, cfg)
+    row_kind = [kinds[int(r)] for r in pos_rows]
+    metrics: dict[str, float] = {}
+    for kind in ("soft", "hard"):
+        sel = torch.tensor([k == kind for k in row_kind], device=logits.device)
+        if sel.any():
+            metrics[f"acc_{kind}"] = (logits[sel].argmax(-1) == targets[sel]).float().mean().item()
+            metrics[f"ce_{kind}"] = F.cross_entropy(logits[sel].float(), targets[sel]).item()
+    if teacher_logp is not None:
+        metrics["acc_teacher"] = (teacher_logp.argmax(-1) == b.targets).float().mean().item()
     metrics["rank"] = ranks.float().mean().item()
     text_mask = b.text_mask.float()
-    for name, gate in pieces.gate.items():
+    target_slot = torch.where(b.copy_pos[:, 0] >= 0, slot[b.copy_pos[:, 0], b.copy_pos[:, 1]], -1)
+    for name, gate in gates.items():
         bce = F.binary_cross_entropy(gate.clamp(1e-6, 1 - 1e-6), b.value_mask, reduction="none")
         loss = loss + cfg.gate_aux * (bce * text_mask).sum() / text_mask.sum()  # each module's gates decide its pieces
         loss = loss + cfg.key_aux * key_infonce(
-            pieces.a[name], queries[name], b.copy_pos, b.value_mask, cfg.key_temperature
-        ) / len(pieces.gate)
+            value_keys[name], positions >= 0, queries[name], target_slot, cfg.key_temperature
+        ) / len(gates)
     return StepOutput(loss, metrics)
 
 
@@ -261,6 +436,7 @@ def train_hypernet(
             distractors=distractors,
             same_genre=cfg.same_genre,
             pad_id=pad,
+            in_batch=cfg.in_batch_distractors,
         )
 
     # fixed validation batches: the same questions and distractors at every evaluation

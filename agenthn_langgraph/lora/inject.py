@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import re
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
@@ -55,24 +56,48 @@ class InjectionPlan:
     ``weights[m]`` is either shared ``(A [R, d_in], B [d_out, R])`` -- optionally with a
     ``row_mask [rows, R]`` choosing each row's ranks -- or per-row ``(A [rows, R, d_in],
     B [rows, d_out, R])``, where each batch row has its own (zero-padded) adapter stack.
+
+    ``token_mask [rows, T]`` (optional) restricts the delta to some positions of the pass: a
+    hypernetwork trained to act on the answer only (``ChatFormat.adapter_on_prompt=False``) gets
+    it on the position that predicts the first answer token and after, never on the prompt before.
     """
 
     weights: Mapping[str, tuple[torch.Tensor, torch.Tensor]]
     row_mask: torch.Tensor | None = None
+    token_mask: torch.Tensor | None = None
+
+    def at_positions(self, token_mask: torch.Tensor | None) -> InjectionPlan:
+        """The same deltas, acting only where ``token_mask`` [rows, T] is 1."""
+        return InjectionPlan(self.weights, self.row_mask, token_mask)
 
 
-def find_target_modules(model: nn.Module, suffixes: Sequence[str]) -> dict[str, nn.Linear]:
+_LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.")
+
+
+def layer_index(name: str) -> int | None:
+    """The decoder-layer number in a module name (``model.layers.12.mlp.down_proj`` -> 12), if any."""
+    m = _LAYER_INDEX.search(name)
+    return int(m.group(1)) if m else None
+
+
+def find_target_modules(
+    model: nn.Module, suffixes: Sequence[str], layers: Collection[int] | None = None
+) -> dict[str, nn.Linear]:
     """Full names of the ``nn.Linear`` modules whose name ends with one of ``suffixes``.
 
     ``["mlp.down_proj"]`` finds every layer's down projection in Llama, Qwen2, Gemma and Mistral.
+    ``layers`` keeps those of some decoder layers only (peft's ``layers_to_transform``).
     """
     found = {
         name: mod
         for name, mod in model.named_modules()
-        if isinstance(mod, nn.Linear) and any(name == s or name.endswith("." + s) for s in suffixes)
+        if isinstance(mod, nn.Linear)
+        and any(name == s or name.endswith("." + s) for s in suffixes)
+        and (layers is None or layer_index(name) in layers)
     }
     if not found:
-        raise ValueError(f"no nn.Linear module of the model ends with any of {list(suffixes)}")
+        where = "" if layers is None else f" in layers {sorted(layers)}"
+        raise ValueError(f"no nn.Linear module of the model ends with any of {list(suffixes)}{where}")
     return found
 
 
@@ -102,6 +127,42 @@ def _carriers(func: object) -> Iterator[_PlanCarryingCheckpoint]:
         func = func.inner
 
 
+def _fit_rows(t: torch.Tensor, rows: int, what: str) -> torch.Tensor:
+    """``t`` [rows', ...] repeated row-wise to ``rows`` (generation with several sequences per prompt)."""
+    if t.shape[0] == rows:
+        return t
+    if rows % t.shape[0]:
+        raise RuntimeError(f"batch of {rows} rows does not fit a {what} for {t.shape[0]} rows")
+    return t.repeat_interleave(rows // t.shape[0], dim=0)
+
+
+def _delta_at_positions(
+    output: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, plan: InjectionPlan
+) -> torch.Tensor:
+    """``output`` plus the plan's delta at the positions its ``token_mask`` selects, and nowhere else.
+
+    Only the selected positions are multiplied (answer tokens are a few of a prompt's many), so a
+    training step pays for the answer, not for the prompt.
+    """
+    assert plan.token_mask is not None
+    if x.ndim != 3 or plan.token_mask.shape[-1] != x.shape[1]:
+        raise RuntimeError(
+            f"a token mask of shape {tuple(plan.token_mask.shape)} does not fit a pass of {tuple(x.shape)}"
+        )
+    rows = x.shape[0]
+    row_idx, pos_idx = _fit_rows(plan.token_mask, rows, "token mask").nonzero(as_tuple=True)
+    xs = x[row_idx, pos_idx].to(a.dtype)  # [P, d_in]
+    if a.ndim == 3:  # per-row stacks
+        a_rows, b_rows = _fit_rows(a, rows, "plan")[row_idx], _fit_rows(b, rows, "plan")[row_idx]
+        delta = torch.einsum("pr,por->po", torch.einsum("pd,prd->pr", xs, a_rows), b_rows)
+    else:
+        h = xs @ a.T
+        if plan.row_mask is not None:
+            h = h * _fit_rows(plan.row_mask, rows, "plan")[row_idx]
+        delta = h @ b.T
+    return output.index_put((row_idx, pos_idx), delta.to(output.dtype), accumulate=True)
+
+
 class LoraInjector:
     """Adds LoRA deltas to a model's target modules for the duration of a call.
 
@@ -114,9 +175,15 @@ class LoraInjector:
         ['model.layers.0.mlp.down_proj']
     """
 
-    def __init__(self, model: nn.Module, target_suffixes: Sequence[str] = ("mlp.down_proj",)) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        target_suffixes: Sequence[str] = ("mlp.down_proj",),
+        *,
+        layers: Collection[int] | None = None,
+    ) -> None:
         self.model = model
-        self.modules = find_target_modules(model, target_suffixes)
+        self.modules = find_target_modules(model, target_suffixes, layers)
         # one ContextVar per injector: plans of one model never reach another model's hooks
         self._plan: contextvars.ContextVar[InjectionPlan | None] = contextvars.ContextVar(
             f"agenthn_injection_{id(self)}", default=None
@@ -157,23 +224,17 @@ class LoraInjector:
             if plan is None or name not in plan.weights:
                 return None
             a, b = plan.weights[name]
+            if plan.token_mask is not None:
+                return _delta_at_positions(output, inputs[0], a, b, plan)
             x = inputs[0].to(a.dtype)
             if a.ndim == 3:  # per-row stacks
-                if a.shape[0] != x.shape[0]:
-                    if x.shape[0] % a.shape[0]:
-                        raise RuntimeError(f"batch of {x.shape[0]} rows does not fit a plan for {a.shape[0]} rows")
-                    k = x.shape[0] // a.shape[0]
-                    a, b = a.repeat_interleave(k, 0), b.repeat_interleave(k, 0)
+                a, b = _fit_rows(a, x.shape[0], "plan"), _fit_rows(b, x.shape[0], "plan")
                 h = torch.einsum("btd,brd->btr", x, a)
                 return output + torch.einsum("btr,bor->bto", h, b).to(output.dtype)
             h = x @ a.T  # [..., R]
             if plan.row_mask is not None:
-                mask = plan.row_mask
                 rows = h.shape[0]
-                if mask.shape[0] != rows:
-                    if rows % mask.shape[0]:
-                        raise RuntimeError(f"batch of {rows} rows does not fit a plan for {mask.shape[0]} rows")
-                    mask = mask.repeat_interleave(rows // mask.shape[0], dim=0)
+                mask = _fit_rows(plan.row_mask, rows, "plan")
                 h = h * mask.view(rows, *([1] * (h.ndim - 2)), mask.shape[-1])
             return output + (h @ b.T).to(output.dtype)
 
