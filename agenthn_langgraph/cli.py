@@ -31,6 +31,13 @@ DEMO_QUESTIONS = [
     ("what is my job ?", "pilot"),
     ("what should i drink ?", "cocoa"),
 ]
+# The English part: a real sentence, remembered by SmolLM2-135M-Instruct from weights alone
+ENGLISH_TEXT = (
+    "User: Hi! I just got back from the market.\nAssistant: Sounds fun!\n"
+    "User: My sister Maria moved to Barcelona last spring.\nAssistant: Got it.\n"
+    "User: I work as a dental hygienist.\nAssistant: Good to know."
+)
+ENGLISH_QUESTIONS = [("Which city does my sister live in?", "Barcelona"), ("What is my job?", "dental hygienist")]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,56 +69,86 @@ EXAMPLES = ("long_memory", "personalization", "skills", "self_improvement", "exi
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The engine demo, then each example script (one per application) in this process."""
+    """The engine demo, then each example script (one per application) in this process; on the
+    tiny default, a short English part on SmolLM2 at the end."""
     import runpy
 
     import torch
 
     torch.set_num_threads(args.threads)
-    chosen = args.only or ["engine", *EXAMPLES]
+    chosen = args.only or ["engine", *EXAMPLES, *(["english"] if args.model == "tiny" else [])]
     for name in chosen:
         t0 = time.perf_counter()
         print(f"\n{'=' * 24} {name} {'=' * 24}", flush=True)
         if name == "engine":
-            demo_engine()
+            demo_engine(args.model)
+        elif name == "english":
+            demo_english()
         else:
             script = EXAMPLES_DIR / f"{name}.py"
             if not script.is_file():
                 print(f"examples/{name}.py not found (the examples ship with a source checkout)", file=sys.stderr)
                 return 1
-            runpy.run_path(str(script), run_name="__main__")
+            argv, sys.argv = sys.argv, [str(script), "--model", args.model]
+            try:
+                runpy.run_path(str(script), run_name="__main__")
+            finally:
+                sys.argv = argv
         print(f"[{name}: {time.perf_counter() - t0:.1f} s]", flush=True)
     return 0
 
 
-def demo_engine() -> None:
+def demo_english() -> None:
+    """SmolLM2: an English fact internalized, answered from weights with an empty context, missed without."""
+    from .errors import CheckpointError, ModelNotFoundError
     from .models.registry import load_default
 
-    model = load_default("tiny")
+    try:
+        model = load_default("smollm2")
+    except (ModelNotFoundError, CheckpointError) as e:  # the model is an extra: say how to get it
+        print(f"skipped: {e}")
+        return
+    show_memory(model, ENGLISH_TEXT, ENGLISH_QUESTIONS, max_new_tokens=16)
+
+
+def demo_engine(name: str = "tiny") -> None:
+    from .models.registry import language_of, load_default
+
+    model = load_default(name)
+    if name == "tiny":
+        text, questions = DEMO_TEXT, DEMO_QUESTIONS
+    else:  # a conversation drawn in the model's own language
+        example = language_of(model).examples(1, 4242, n_facts=4, genres=["profile"])[0]
+        text, questions = example.context, [(p.question, p.answer) for p in example.qa]
+    show_memory(model, text, questions, max_new_tokens=4 if name == "tiny" else 16)
+
+
+def show_memory(model: Any, text: str, questions: list[tuple[str, str]], *, max_new_tokens: int) -> None:
+    """Internalize ``text``; answer each question with its adapter (empty context), without, and in context."""
+    from .evals.recall import recalled
+
     print(f"model: {model}")
-    print(f"\ntext to remember ({len(model.encode(DEMO_TEXT))} tokens):\n  {DEMO_TEXT}\n")
+    print(f"\ntext to remember ({len(model.encode(text))} tokens):\n  " + text.replace("\n", "\n  ") + "\n")
     t0 = time.perf_counter()
-    adapter = model.internalize(DEMO_TEXT, kind="segment")
+    adapter = model.internalize(text, kind="segment")
     ms = (time.perf_counter() - t0) * 1000
     print(f"internalized in {ms:.1f} ms (one forward pass) -> {adapter}, {adapter.nbytes:,} bytes\n")
-    header = (
-        f"{'question':<24} {'expected':<9} {'adapter, empty context':<23} {'no memory':<11} {'text in context':<15}"
-    )
-    print(header)
     hits = {"adapter": 0, "none": 0, "context": 0}
-    for q, expected in DEMO_QUESTIONS:
-        with_adapter = model.generate(q, adapters=[adapter], max_new_tokens=4)
-        without = model.generate(q, max_new_tokens=4)
-        in_context = model.generate_ids([model.prompts.teacher_ids(DEMO_TEXT, q)], max_new_tokens=4)[0]
-        hits["adapter"] += with_adapter.split()[:1] == [expected]
-        hits["none"] += without.split()[:1] == [expected]
-        hits["context"] += in_context.split()[:1] == [expected]
-        print(f"{q:<24} {expected:<9} {with_adapter:<23} {without:<11} {in_context:<15}")
-    q = DEMO_QUESTIONS[0][0]
-    n = len(DEMO_QUESTIONS)
+    for q, expected in questions:
+        with_adapter = model.generate(q, adapters=[adapter], max_new_tokens=max_new_tokens)
+        without = model.generate(q, max_new_tokens=max_new_tokens)
+        in_context = model.generate_ids([model.prompts.teacher_ids(text, q)], max_new_tokens=max_new_tokens)[0]
+        hits["adapter"] += recalled(with_adapter, expected)
+        hits["none"] += recalled(without, expected)
+        hits["context"] += recalled(in_context, expected)
+        print(f"question: {q}   (expected: {expected})")
+        print(f"  adapter, empty context: {with_adapter!r}\n  no memory:              {without!r}")
+        print(f"  text in context:        {in_context!r}")
+    q = questions[0][0]
+    n = len(questions)
     print(
         f"\nprompt tokens: {model.count_tokens(q)} with the adapter vs "
-        f"{len(model.prompts.teacher_ids(DEMO_TEXT, q))} with the text in context"
+        f"{len(model.prompts.teacher_ids(text, q))} with the text in context"
     )
     print(f"correct: adapter {hits['adapter']}/{n}, no memory {hits['none']}/{n}, in context {hits['context']}/{n}")
 
@@ -351,7 +388,7 @@ def cmd_eval_memory(args: argparse.Namespace) -> int:
 
     seeds = [args.seed + k for k in range(args.seeds)]
     report = evaluate_memory(
-        LocalHypernetChatModel(model=args.model, max_tokens=8),
+        LocalHypernetChatModel(model=args.model, max_tokens=8 if args.model == "tiny" else 16),
         turns=args.turns,
         seeds=seeds,
         threads=args.n_threads,
@@ -517,7 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the engine demo and every example (memory, profile, skills, self-improvement)")
     d.add_argument("--threads", type=int, default=2)
-    d.add_argument("--only", nargs="+", choices=["engine", *EXAMPLES], help="run just these parts")
+    d.add_argument("--only", nargs="+", choices=["engine", *EXAMPLES, "english"], help="run just these parts")
+    d.add_argument("--model", default="tiny", help="the model to run every part on (tiny, smollm2, a directory)")
     d.set_defaults(func=cmd_demo)
 
     t = sub.add_parser("train", help="train the tiny default (base + hypernetwork); `train hypernet` for any model")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -45,8 +46,17 @@ _LOCK = threading.Lock()
 _STORES: dict[tuple[str, str], AdapterStore] = {}  # at most one per model and directory: bounded by config
 
 
-def default_adapter_store(model: str = "tiny") -> AdapterStore:
-    """The process's adapter store for ``model`` at ``$AGENTHN_STORE_DIR`` (default ``./.agenthn/store``).
+def served_model() -> str:
+    """The model the served graphs run: ``$AGENTHN_MODEL`` (``tiny``, ``smollm2``, a directory), default ``tiny``.
+
+    ``AGENTHN_MODEL=smollm2 langgraph dev`` serves every prebuilt graph on SmolLM2.
+    """
+    return os.environ.get("AGENTHN_MODEL", "").strip() or "tiny"
+
+
+def default_adapter_store(model: str | None = None) -> AdapterStore:
+    """The process's adapter store for ``model`` (default :func:`served_model`) at ``$AGENTHN_STORE_DIR``
+    (default ``./.agenthn/store``).
 
     One object per model and directory, opened on first call: what ``langgraph.json``'s
     ``"store": {"path": "./graphs/store.py:store"}`` serves and what :func:`graph_factory` graphs use.
@@ -54,6 +64,7 @@ def default_adapter_store(model: str = "tiny") -> AdapterStore:
     from .chat_model import LocalHypernetChatModel
     from .prebuilt._common import default_store_dir
 
+    model = model or served_model()
     path = str(default_store_dir().expanduser().resolve())
     with _LOCK:
         store = _STORES.get((model, path))
@@ -66,10 +77,11 @@ def default_adapter_store(model: str = "tiny") -> AdapterStore:
 
 
 def graph_factory(
-    name: str, /, *, model: str = "tiny", **options: Any
+    name: str, /, *, model: str | None = None, **options: Any
 ) -> Callable[[RunnableConfig], Awaitable[CompiledStateGraph]]:
     """An async graph factory for a LangGraph server: ``create_<name>(...)`` built on its first call, then reused.
 
+    ``model``: default :func:`served_model`, read when the graph is first built.
     ``options`` go to the factory (e.g. ``max_turns=4``); the graph gets
     :func:`default_adapter_store` as both ``adapter_store`` and langgraph's ``store``.
     """
@@ -84,8 +96,9 @@ def graph_factory(
                 from .chat_model import LocalHypernetChatModel
 
                 create = getattr(importlib.import_module("agenthn_langgraph.prebuilt"), FACTORIES[name])
-                store = default_adapter_store(model)
-                llm = LocalHypernetChatModel(model=model)
+                chosen = model or served_model()
+                store = default_adapter_store(chosen)
+                llm = LocalHypernetChatModel(model=chosen)
                 built.append(create(llm, adapter_store=store, store=store, name=name, **options))
             return built[0]
 

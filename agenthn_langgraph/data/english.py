@@ -1916,6 +1916,7 @@ class EnglishFacts:
     """
 
     max_user_facts: int = len(USER_ATTRIBUTES)
+    acknowledgement: str = "Got it."  # the assistant's turn after a stated fact, where one is written
 
     def user_facts(self, rng: random.Random, n: int, *, heldout_phrasing: bool = False) -> list[Fact]:
         """``n`` facts with distinct keys, each a user turn stating a random value and a question asking for it."""
@@ -1936,6 +1937,27 @@ class EnglishFacts:
     def small_talk(self, rng: random.Random) -> tuple[str, str]:
         """A (user, assistant) exchange that states nothing lasting about the user."""
         return rng.choice(SMALL_TALK)
+
+    def statement_patterns(self) -> dict[str, list[re.Pattern[str]]]:
+        """Regexes (value group ``v``) for every phrasing of every user fact, held-out ones included,
+        with the casual lead-ins: what the rule-based profile extractor matches a sentence against.
+
+        >>> rx = EnglishFacts().statement_patterns()["sister"]
+        >>> next(m["v"] for r in rx if (m := r.match("By the way, my sister is called Maria Lopez.")))
+        'Maria Lopez'
+        """
+        lead = "(?:" + "|".join(re.escape(p.strip()) for p in USER_PREFIXES) + r")?\s*"
+        patterns: dict[str, list[re.Pattern[str]]] = {}
+        for a in USER_ATTRIBUTES:
+            for template in a.statements:
+                rx = re.escape(template).replace(re.escape("{v}"), r"(?P<v>.+?)").replace(re.escape("{a}"), "(?:a|an)")
+                patterns.setdefault(a.name, []).append(re.compile(rf"^{lead}{rx}$", re.IGNORECASE))
+        return patterns
+
+    @staticmethod
+    def sentences(text: str) -> list[str]:
+        """A message's sentences, case and punctuation kept ("Hi! My dog is Rex." -> two)."""
+        return [part.strip() for part in re.split(r"(?<=[.!?])\s+", text.strip()) if part.strip()]
 
 
 class EnglishLanguage(EnglishFacts):

@@ -76,6 +76,11 @@ class ChatFormat:
     at the start of a turn as ``B arc elona`` but inside the text as one ``Ġ Barcelona`` token; a
     space (``" "``) makes every answer token one the text holds, so an adapter can copy it.
     Replies are stripped, so users never see it.
+    ``memory_format``: how a conversation becomes text to internalize (memory segments, profile
+    documents): in the base's own chat template (``"chat_template"``, the tiny default, whose
+    training texts are transcripts in its template), or as a plain ``User: ...`` /
+    ``Assistant: ...`` transcript, one line a message (``"transcript"``: how the English training
+    chats are written).
     """
 
     context: Literal["user", "prefix"] = "user"
@@ -83,6 +88,7 @@ class ChatFormat:
     adapter_tokens: int | None = None
     adapter_on_prompt: bool = True
     answer_prefix: str = ""
+    memory_format: Literal["chat_template", "transcript"] = "chat_template"
 
     def __post_init__(self) -> None:
         if self.context not in ("user", "prefix"):
@@ -93,6 +99,8 @@ class ChatFormat:
             raise ValueError(f"adapter_tokens must be a positive int or None, got {self.adapter_tokens!r}")
         if not isinstance(self.answer_prefix, str) or self.answer_prefix.strip():
             raise ValueError(f"answer_prefix must be whitespace (e.g. ' '), got {self.answer_prefix!r}")
+        if self.memory_format not in ("chat_template", "transcript"):
+            raise ValueError(f"memory_format must be 'chat_template' or 'transcript', got {self.memory_format!r}")
         if not isinstance(self.adapter_on_prompt, bool):
             raise ValueError(f"adapter_on_prompt must be a bool, got {self.adapter_on_prompt!r}")
 

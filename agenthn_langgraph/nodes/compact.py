@@ -97,9 +97,16 @@ def segment_id(namespace: Sequence[str], turn_range: tuple[int, int], text: str)
     return f"seg-{first}-{last}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:32]}"
 
 
+_SPEAKERS = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool"}
+
+
 def render_segment(model: LocalHypernetChatModel, messages: Sequence[BaseMessage]) -> str:
-    """The segment as the model's chat template writes it (without the leading BOS token)."""
-    text = model.engine.render(to_chat_dicts(messages), add_generation_prompt=False)
+    """The segment as the hypernetwork was trained to read conversations: the model's chat template
+    (without the leading BOS token), or a ``User: ...`` transcript (``ChatFormat.memory_format``)."""
+    chat = to_chat_dicts(messages)
+    if model.engine.chat_format.memory_format == "transcript":
+        return "\n".join(f"{_SPEAKERS.get(m['role'], m['role'].title())}: {m['content'] or ''}".strip() for m in chat)
+    text = model.engine.render(chat, add_generation_prompt=False)
     bos = model.engine.tokenizer.bos_token
     if bos and text.startswith(bos):
         text = text[len(bos) :]

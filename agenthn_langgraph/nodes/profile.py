@@ -114,13 +114,16 @@ class RuleProfileExtractor:
     def __call__(self, messages: Sequence[BaseMessage], facts: Mapping[str, str]) -> list[ProfileEdit]:
         text = latest_human_text(messages) or ""
         edits: list[ProfileEdit] = []
-        for sentence in self.sentences(text):
-            forget = self._FORGET.match(sentence)
+        language = getattr(self._model.engine, "language", None) if self._model is not None else None
+        split = getattr(language, "sentences", None)  # a language's own: English keeps case and punctuation
+        for sentence in split(text) if callable(split) else self.sentences(text):
+            plain = " ".join(self.sentences(sentence))  # lower case, " ." ends: the generic patterns' form
+            forget = self._FORGET.match(plain)
             if forget:
                 edits.append(ProfileEdit(op="remove", key=forget["key"].strip()))
                 continue
             key = next((k for k, rxs in self.patterns.items() if any(rx.match(sentence) for rx in rxs)), None)
-            if key is None and (generic := self._GENERIC.match(sentence)):
+            if key is None and (generic := self._GENERIC.match(plain)):
                 key = generic["key"].strip()
             if key is not None:
                 edits.append(ProfileEdit(op="update" if key in facts else "add", key=key, value=sentence))
@@ -156,9 +159,10 @@ class ChatModelProfileExtractor:
 
 def render_profile(model: LocalHypernetChatModel, facts: Mapping[str, str]) -> str:
     """The profile as a conversation the user could have had: one stated fact per turn."""
+    ack = getattr(getattr(model.engine, "language", None), "acknowledgement", "ok .")  # in the model's language
     turns: list[BaseMessage] = []
     for statement in facts.values():
-        turns += [HumanMessage(statement), AIMessage("ok .")]
+        turns += [HumanMessage(statement), AIMessage(ack)]
     return render_segment(model, turns)
 
 
