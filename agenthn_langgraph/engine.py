@@ -687,14 +687,19 @@ class WeightMemoryModel:
         stop: Sequence[str] | None = None,
         seed: int | None = None,
         adapter_tokens: int | None | Literal["default"] = "default",
+        adapter_on_prompt: bool | None = None,
     ) -> list[str]:
         """Like :meth:`generate_batch` for prompts already tokenized (e.g. teacher prompts).
 
         One batched, KV-cached decode loop: greedy at temperature 0, else nucleus sampling from a
         generator of this call (``seed``) -- never the global RNG, so seeded calls give the same
         text whatever other threads do. Rows stop at any end id. ``adapter_tokens`` as in
-        :meth:`stream`; bad options raise as :func:`check_generation_options` says.
+        :meth:`stream`; ``adapter_on_prompt`` overrides the chat format's (evaluations: an adapter
+        fitted on whole sequences, or one served by vLLM, acts on the prompt too); bad options
+        raise as :func:`check_generation_options` says.
         """
+        if adapter_on_prompt is not None and not isinstance(adapter_on_prompt, bool):
+            raise ArgumentTypeError(f"adapter_on_prompt must be a bool or None, got {adapter_on_prompt!r}")
         self._check_open()
         check_generation_options(
             max_new_tokens=max_new_tokens,
@@ -709,7 +714,10 @@ class WeightMemoryModel:
         generator = _call_generator(seed)
         rows: list[list[int]] = [[] for _ in prompt_ids]
         done = [False] * len(prompt_ids)
-        for step in self._decode(prompt_ids, plan, max_new_tokens, temperature, top_p, generator, adapter_tokens):
+        steps = self._decode(
+            prompt_ids, plan, max_new_tokens, temperature, top_p, generator, adapter_tokens, adapter_on_prompt
+        )
+        for step in steps:
             for i, token in enumerate(step.tolist()):
                 if not done[i]:
                     done[i] = token in self.end_ids
@@ -817,6 +825,7 @@ class WeightMemoryModel:
         top_p: float,
         generator: torch.Generator,
         adapter_tokens: int | None | Literal["default"],
+        adapter_on_prompt: bool | None = None,
     ) -> Iterator[torch.Tensor]:
         """The KV-cached decode loop shared by every generation path: yields each step's next
         token per row [B]. The caller decides when to stop (end ids, stop strings, a deadline).
@@ -846,7 +855,8 @@ class WeightMemoryModel:
         ids, mask = pad_sequences(prompt_ids, self.tokenizer.pad_token_id or 0, side="left", device=self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         past: Any = None
-        if plan is not None and not self.prompts.chat.adapter_on_prompt and ids.shape[1] > 1:
+        on_prompt = self.prompts.chat.adapter_on_prompt if adapter_on_prompt is None else adapter_on_prompt
+        if plan is not None and not on_prompt and ids.shape[1] > 1:
             # trained to act on the answer only: the prompt but its last token runs on the base
             # (left padding puts every row's last token in the last column)
             out = self.base(

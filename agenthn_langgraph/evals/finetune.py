@@ -110,11 +110,14 @@ def evaluate_finetune(
     questions = [(i, p) for i, d in enumerate(docs) for p in d.qa]
     prompts = [model.prompts.student_ids(p.question) for _, p in questions]
 
-    def recall_with(adapters: Sequence[LoraAdapter]) -> float:
+    def recall_with(adapters: Sequence[LoraAdapter], *, fitted: bool) -> float:
         replies: list[str] = []
         for s in range(0, len(prompts), batch):
             rows = [[adapters[i]] for i, _ in questions[s : s + batch]]
-            replies += model.generate_ids(prompts[s : s + batch], rows, max_new_tokens=max_new_tokens)
+            # a LoRA fitted on whole sequences acts on the prompt too, as it was fitted
+            replies += model.generate_ids(
+                prompts[s : s + batch], rows, max_new_tokens=max_new_tokens, adapter_on_prompt=True if fitted else None
+            )
         return sum(recalled(r, p.answer) for r, (_, p) in zip(replies, questions, strict=True)) / len(questions)
 
     fitted: dict[int, list[LoraAdapter]] = {s: [] for s in sorted(set(checkpoints))}
@@ -128,12 +131,12 @@ def evaluate_finetune(
         n_questions=len(questions),
         rank=rank,
         lr=float(lr),
-        hypernet_adapter=recall_with(hyper),
+        hypernet_adapter=recall_with(hyper, fitted=False),
         internalize_ms_median=internalize_ms_median,
     )
     for step, adapters in fitted.items():
         report.by_steps[str(step)] = {
-            "recall": recall_with(adapters),
+            "recall": recall_with(adapters, fitted=True),
             "seconds_per_text": statistics.median(seconds[step]),
         }
     one_pass = internalize_ms_median / 1000

@@ -100,6 +100,9 @@ class RecallReport:
     heldout_phrasing: dict[str, float] = field(default_factory=dict)
     torch_threads: int = 0
     finetune: dict[str, object] | None = None  # the fine-tuning baseline (FinetuneReport), when asked for
+    adapter_on_whole_prompt: float | None = None
+    """For a hypernetwork trained to act on the answer only: recall with the adapter on the whole
+    prompt too, as PEFT and vLLM apply an exported adapter."""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -116,6 +119,8 @@ class RecallReport:
         ]
         if self.chance is not None:
             rows.insert(0, ("chance", self.chance, "-"))
+        if self.adapter_on_whole_prompt is not None:
+            rows.insert(3, ("adapter on the whole prompt (as vLLM)", self.adapter_on_whole_prompt, "-"))
         if self.heldout_phrasing:
             rows += [
                 ("held-out phrasing: in_context", self.heldout_phrasing["in_context"], "-"),
@@ -227,14 +232,22 @@ def draw_distractors(
 class _Runner:
     """Generates answers for many questions in batches, each row with its own adapters."""
 
-    def __init__(self, model: WeightMemoryModel, batch: int, max_new_tokens: int) -> None:
+    def __init__(
+        self, model: WeightMemoryModel, batch: int, max_new_tokens: int, *, adapter_on_prompt: bool | None = None
+    ) -> None:
         self.model, self.batch, self.max_new_tokens = model, batch, max_new_tokens
+        self.adapter_on_prompt = adapter_on_prompt
 
     def replies(self, prompts: list[list[int]], adapters: Sequence[Sequence[LoraAdapter]] | None) -> list[str]:
         out: list[str] = []
         for s in range(0, len(prompts), self.batch):
             rows = None if adapters is None else adapters[s : s + self.batch]
-            out += self.model.generate_ids(prompts[s : s + self.batch], rows, max_new_tokens=self.max_new_tokens)
+            out += self.model.generate_ids(
+                prompts[s : s + self.batch],
+                rows,
+                max_new_tokens=self.max_new_tokens,
+                adapter_on_prompt=self.adapter_on_prompt,
+            )
         return out
 
 
@@ -294,6 +307,10 @@ def evaluate_recall(
         "in_context": runner.replies(in_ctx, None),
         "adapter": runner.replies(bare, own),
     }
+    if not model.chat_format.adapter_on_prompt:
+        replies["adapter_on_whole_prompt"] = _Runner(
+            model, batch, runner.max_new_tokens, adapter_on_prompt=True
+        ).replies(bare, own)
     for n in tqdm(compose_ns, desc="composed", disable=not progress):
         replies[f"composed_{n}"] = runner.replies(bare, [[composed_for[n][q.target]] for q in questions])
     hits = {k: [recalled(r, q.pair.answer) for r, q in zip(v, questions, strict=True)] for k, v in replies.items()}
@@ -382,6 +399,7 @@ def evaluate_recall(
         heldout_phrasing=heldout,
         torch_threads=torch.get_num_threads(),
         finetune=finetune,
+        adapter_on_whole_prompt=_mean(hits["adapter_on_whole_prompt"]) if "adapter_on_whole_prompt" in hits else None,
     )
 
 

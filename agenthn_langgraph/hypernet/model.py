@@ -330,8 +330,12 @@ class Hypernetwork(nn.Module):
         return pieces, ranks
 
     # ------------------------------------------------------------------ persistence
-    def save(self, directory: str | Path) -> Path:
-        return write_checkpoint(directory, self.config, self.state_dict())
+    def save(self, directory: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+        """Write the checkpoint (safetensors + JSON); ``dtype=torch.bfloat16`` halves a shipped one."""
+        state = self.state_dict()
+        if dtype is not None:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        return write_checkpoint(directory, self.config, state)
 
     @classmethod
     def load(cls, directory: str | Path, *, map_location: str | torch.device = "cpu") -> Hypernetwork:
