@@ -266,6 +266,7 @@ def cmd_train_hypernet(args: argparse.Namespace) -> int:
             system=args.system,
             adapter_on_prompt=not args.answer_only,
             answer_prefix=args.answer_prefix,
+            memory_format=args.memory_format,
         ),
         questions_per_text=args.questions_per_text,
         kl_weight=args.kl_weight,
@@ -607,6 +608,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         choices=["", " "],
         help="' ': answers start with a space, so a byte-level BPE tokenizes them as the text does",
+    )
+    h.add_argument(
+        "--memory-format",
+        choices=["chat_template", "transcript"],
+        default="chat_template",
+        help="how the memory nodes write a conversation to internalize: as the data's texts are written "
+        "(`agenthn data english` writes 'User: ... Assistant: ...' transcripts)",
     )
     h.add_argument("--questions-per-text", type=_positive_int, default=4)
     h.add_argument("--kl-weight", type=_non_negative_float, default=1.0, help="0: gold answers only, no teacher pass")
