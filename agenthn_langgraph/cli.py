@@ -364,6 +364,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         n_docs=args.n_docs,
         seed=args.seed,
         n_facts=n_facts,
+        compose_ns=args.compose,
+        docs_per_n_facts=args.docs_per_n_facts,
+        heldout_docs=args.heldout_docs,
         finetune_docs=finetune_docs,
         finetune_steps=args.finetune_steps,
         progress=not args.json,
@@ -654,6 +657,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--n-docs", type=_positive_int, default=200)
     r.add_argument("--seed", type=int, default=20261123)
     r.add_argument("--json", action="store_true")
+    r.add_argument(
+        "--compose",
+        type=_positive_int,
+        nargs="+",
+        default=[2, 4, 8],
+        help="unrelated adapters composed with the target",
+    )
+    r.add_argument(
+        "--docs-per-n-facts",
+        type=_non_negative_int,
+        default=None,
+        help="texts for each by_n_facts row (1-16 facts; default n-docs/4, 0 skips the rows)",
+    )
+    r.add_argument(
+        "--heldout-docs",
+        type=_non_negative_int,
+        default=None,
+        help="held-out-phrasing texts (default n-docs/2, 0 skips)",
+    )
     r.add_argument("--threads", type=_positive_int, default=2)
     r.add_argument("--plot", default=None, help="also write a chart (PNG) to this path")
     r.add_argument(

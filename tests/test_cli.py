@@ -59,6 +59,18 @@ def test_eval_recall_json_has_the_documented_keys():
     assert report["adapter"] >= report["no_memory"] + 0.5, report
 
 
+def test_eval_recall_can_skip_its_extra_rows():
+    # the headline rows alone, for large models on a CPU
+    proc = _agenthn(
+        "eval", "recall", "--n-docs", "4", "--json", "--compose", "2", "--docs-per-n-facts", "0", "--heldout-docs", "0"
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(report["composed_by_n"]) == {"2"} and report["composed"] == report["composed_by_n"]["2"], report
+    assert report["by_n_facts"] == {} and report["heldout_phrasing"] == {}, report
+    assert _agenthn("eval", "recall", "--compose", "0").returncode == 2  # not a count of adapters
+
+
 @pytest.mark.slow
 def test_eval_memory_json_and_graphs(tmp_path):
     proc = _agenthn(
