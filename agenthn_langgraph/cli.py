@@ -518,13 +518,18 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _span(text: str) -> tuple[int, int]:
+    """``"4"`` -> (4, 4), ``"1-16"`` -> (1, 16); ValueError when not integers."""
+    lo, dash, hi = text.partition("-")
+    return int(lo), int(hi) if dash else int(lo)
+
+
 def _layer_list(text: str) -> list[int]:
     """``"10-29"`` or ``"0,4,8"`` (or both, comma-separated) -> decoder-layer numbers."""
     layers: list[int] = []
     try:
         for part in text.split(","):
-            lo, dash, hi = part.strip().partition("-")
-            first, last = int(lo), int(hi) if dash else int(lo)
+            first, last = _span(part.strip())
             if first < 0 or last < first:
                 raise ValueError
             layers += range(first, last + 1)
@@ -535,9 +540,8 @@ def _layer_list(text: str) -> list[int]:
 
 def _fact_range(text: str) -> tuple[int, int]:
     """``"4"`` or ``"1-16"`` -> (lo, hi)."""
-    lo, dash, hi = text.partition("-")
     try:
-        first, last = int(lo), int(hi) if dash else int(lo)
+        first, last = _span(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"facts per text: N or LO-HI (e.g. 4 or 1-16), got {text!r}") from None
     if not 1 <= first <= last:
