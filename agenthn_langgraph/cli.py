@@ -182,19 +182,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     hn_cfg = HypernetTrainConfig(
         steps=args.hypernet_steps,
         seed=args.seed,
+        lr=args.hypernet_lr,
+        warmup=min(args.hypernet_warmup, max(args.hypernet_steps // 10, 1)),
         rank=2,  # the least rank: a text's gates decide how many pieces it keeps
         window=512,
-        # retrieval composes texts of any genre: half the distractors from the target's own genre
-        # (shared attributes, the hard case), half from any; N = 8 drawn twice as often
-        same_genre=0.5,
-        distractors=(0, 1, 2, 4, 8, 8),
+        # retrieval composes texts of any genre: by default half the distractors from the target's
+        # own genre (shared attributes, the hard case), half from any; N = 8 drawn twice as often
+        same_genre=args.same_genre,
+        distractors=tuple(args.distractors),
         chat=ChatFormat(context="prefix"),
         eval_every=50,
         eval_batches=6,
         checkpoint_every=50,
     )
     t1 = time.time()
-    hn_dir = train_hypernet(model, train, val, hn_cfg, out)
+    hn_dir = train_hypernet(model, train, val, hn_cfg, out, init_from=args.hypernet_init_from)
     t_hn = time.time() - t1
     engine = WeightMemoryModel.from_pretrained(base_dir, hn_dir, device=device, name="agenthn-tiny-default")
     report = evaluate_recall(engine, tiny_language(engine), n_docs=args.eval_docs, progress=True)
@@ -205,7 +207,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         "device": device,
         "hardware": _hardware(),
         "base": {"config": base_cfg.__dict__, "init_from": args.init_from, "seconds_this_run": round(t_base, 1)},
-        "hypernet": {"config": hn_cfg.to_dict(), "seconds_this_run": round(t_hn, 1)},
+        "hypernet": {
+            "config": hn_cfg.to_dict(),
+            "init_from": args.hypernet_init_from,
+            "seconds_this_run": round(t_hn, 1),
+        },
         "recall": report.to_dict(),
     }
     (out / "training.json").write_text(json.dumps(record, indent=2))
@@ -276,7 +282,14 @@ def cmd_train_hypernet(args: argparse.Namespace) -> int:
     )
     t0 = time.time()
     best = train_hypernet(
-        model, train, val, cfg, args.out, progress=not args.quiet, max_steps_this_run=args.max_steps_this_run
+        model,
+        train,
+        val,
+        cfg,
+        args.out,
+        progress=not args.quiet,
+        max_steps_this_run=args.max_steps_this_run,
+        init_from=args.init_from,
     )
     record = {
         "command": " ".join(sys.argv),
@@ -284,6 +297,7 @@ def cmd_train_hypernet(args: argparse.Namespace) -> int:
         "data": str(args.data),
         "n_train": len(train),
         "n_val": len(val),
+        "init_from": args.init_from,
         "seconds_this_run": round(time.time() - t0, 1),
         "hardware": _hardware(),
         "config": cfg.to_dict(),
@@ -309,7 +323,8 @@ def _engine_for(args: argparse.Namespace):  # noqa: ANN202 - the engine type is 
     if args.base:
         from .engine import WeightMemoryModel
 
-        if not args.hypernet and not getattr(args, "reading_only", False):
+        base_alone = getattr(args, "reading_only", False) or not getattr(args, "needs_hypernet", True)
+        if not args.hypernet and not base_alone:
             raise SystemExit("--base needs --hypernet (a hypernetwork checkpoint directory), or --reading-only")
         model = WeightMemoryModel.from_pretrained(args.base, args.hypernet)
         if not args.hypernet and getattr(args, "system", None):
@@ -379,6 +394,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(report.table())
         if args.plot:
             print(f"plot: {args.plot}")
+    return 0
+
+
+def cmd_eval_binding(args: argparse.Namespace) -> int:
+    import torch
+
+    from .evals.binding import evaluate_binding
+
+    torch.set_num_threads(args.threads)
+    model = _engine_for(args)
+    if args.language == "english":
+        from .data.english import EnglishLanguage
+
+        language = EnglishLanguage()
+    else:
+        from .models.registry import language_of
+
+        language = language_of(model)
+    try:
+        report = evaluate_binding(model, language, n_docs=args.n_docs, seed=args.seed, n_facts=args.facts)
+    except ValueError as e:
+        raise SystemExit(f"agenthn eval binding: {e}") from e
+    print(json.dumps(report.to_dict()) if args.json else report.table())
     return 0
 
 
@@ -573,6 +611,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--train-texts", type=int, default=40_000, help="generated training texts for the hypernetwork")
     t.add_argument("--init-from", default=None, help="warm-start the base from this earlier tiny base directory")
     t.add_argument("--skip-base", action="store_true", help="reuse OUT/base instead of training the base")
+    t.add_argument(
+        "--hypernet-init-from",
+        default=None,
+        help="warm-start the hypernetwork from this checkpoint directory (fine-tune an earlier one)",
+    )
+    t.add_argument("--hypernet-lr", type=_positive_float, default=1e-3)
+    t.add_argument("--hypernet-warmup", type=_positive_int, default=100)
+    t.add_argument("--same-genre", type=_fraction, default=0.5, help="share of distractors from the target's genre")
+    t.add_argument("--distractors", type=_non_negative_int, nargs="+", default=[0, 1, 2, 4, 8, 8])
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--base-seed", type=int, default=None, help="the base's data seed (default: --seed)")
     t.add_argument("--base-lr", type=float, default=2e-3)
@@ -634,6 +681,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     h.add_argument("--soft-and-hard", choices=["both", "alternate", "hard"], default="both")
     h.add_argument("--max-steps-this-run", type=_positive_int, default=None, help="stop (resumable) after this many")
+    h.add_argument(
+        "--init-from",
+        default=None,
+        help="warm-start from this hypernetwork checkpoint (same base and shape; a new schedule)",
+    )
     h.add_argument("--eval-every", type=_positive_int, default=100)
     h.add_argument("--quiet", action="store_true")
     h.set_defaults(func=cmd_train_hypernet)
@@ -700,6 +752,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--system", default=None, help="with --base and no --hypernet: a system instruction in every prompt")
     r.set_defaults(func=cmd_eval)
+
+    bd = esub.add_parser(
+        "binding",
+        help="per target module: do a question's activations tell two subjects apart (why composition fails)?",
+    )
+    bd.add_argument("--model", default="tiny", help="a registered model (default: the embedded tiny one)")
+    bd.add_argument("--base", default=None, help="a local HF base model directory instead of --model")
+    bd.add_argument("--hypernet", default=None, help="its hypernetwork (its targets and prompts; optional)")
+    bd.add_argument("--language", choices=["model", "english"], default="model", help="generated data to use")
+    bd.add_argument("--facts", type=_positive_int, default=4, help="facts per held-out text")
+    bd.add_argument("--n-docs", type=_positive_int, default=100)
+    bd.add_argument("--seed", type=int, default=20261123)
+    bd.add_argument("--threads", type=_positive_int, default=2)
+    bd.add_argument("--json", action="store_true")
+    bd.add_argument(
+        "--system", default=None, help="with --base and no --hypernet: a system instruction in every prompt"
+    )
+    bd.set_defaults(func=cmd_eval_binding, needs_hypernet=False)
 
     m = esub.add_parser(
         "memory",

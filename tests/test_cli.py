@@ -71,6 +71,15 @@ def test_eval_recall_can_skip_its_extra_rows():
     assert _agenthn("eval", "recall", "--compose", "0").returncode == 2  # not a count of adapters
 
 
+def test_eval_binding_prints_one_row_per_target_module():
+    proc = _agenthn("eval", "binding", "--n-docs", "30", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(report["same_attribute"]) == len(report["same_subject"]) == 4, report  # the tiny base's 4 layers
+    assert report["n_subjects"] >= 2
+    assert _agenthn("eval", "binding", "--base", "no/such/dir").returncode != 0
+
+
 @pytest.mark.slow
 def test_eval_memory_json_and_graphs(tmp_path):
     proc = _agenthn(

@@ -187,3 +187,47 @@ def test_training_is_deterministic_and_resumable(tmp_path, tokenizer):
     best = Hypernetwork.load(tmp_path / "a" / "hypernet")  # the best-by-validation checkpoint, shipped format
     assert best.config.chat.context == "prefix" and best.config.selection == "gated"
     assert (tmp_path / "a" / "train_log.jsonl").read_text().count("\n") == 1
+
+
+def test_training_can_warm_start_from_an_earlier_checkpoint(tmp_path, tokenizer):
+    """``init_from`` starts a new schedule from a checkpoint's weights; one of another shape or base is refused."""
+    from dataclasses import replace
+
+    from agenthn_langgraph.hypernet.train import build_hypernet, warm_start
+
+    train, val = _tiny_data()
+    cfg = HypernetTrainConfig(
+        steps=3,
+        targets=2,
+        width=32,
+        mixer_layers=1,
+        rank=4,
+        window=256,
+        eval_every=3,
+        eval_batches=1,
+        warmup=1,
+        chat=ChatFormat(context="prefix"),
+        distractors=(0, 2),
+    )
+    engine = make_engine("llama", tokenizer, nonzero=False)
+    first = Hypernetwork.load(train_hypernet(engine, train, val, cfg, tmp_path / "a", progress=False)).state_dict()
+    torch.manual_seed(cfg.seed)
+    fresh = build_hypernet(engine, cfg).state_dict()
+    moved = max((first[k] - fresh[k]).abs().max().item() for k in first)
+    assert moved > 0
+
+    one_step = replace(cfg, steps=1, eval_every=1, lr=1e-5)
+    out = train_hypernet(
+        engine, train, val, one_step, tmp_path / "b", init_from=tmp_path / "a" / "hypernet", progress=False
+    )
+    warm = Hypernetwork.load(out).state_dict()
+    drift = max((warm[k] - first[k]).abs().max().item() for k in first)
+    assert drift < moved / 10  # it continued from the checkpoint, not from a fresh init
+
+    wider = build_hypernet(engine, replace(cfg, width=48))
+    with pytest.raises(CheckpointError, match="shape"):
+        warm_start(wider, tmp_path / "a" / "hypernet")
+    other_base = build_hypernet(engine, cfg)
+    other_base.config.base_fingerprint = "another-base"
+    with pytest.raises(CheckpointError, match="another base"):
+        warm_start(other_base, tmp_path / "a" / "hypernet")

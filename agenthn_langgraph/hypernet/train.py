@@ -39,11 +39,12 @@ from tqdm.auto import tqdm
 
 from ..data.qa import QAExample
 from ..engine import WeightMemoryModel
+from ..errors import CheckpointError
 from ..lora.inject import InjectionPlan
 from ..training import CosineSchedule, load_checkpoint, return_freed_memory, save_checkpoint, step_seed
 from .batching import Batch, ExamplePool, make_batch
 from .config import ChatFormat, HypernetConfig
-from .model import Hypernetwork, Pieces, _gather, token_unembeddings
+from .model import Hypernetwork, Pieces, _gather, read_checkpoint, token_unembeddings
 
 
 @dataclass
@@ -387,6 +388,25 @@ def estimate_loss(
 
 
 # ---------------------------------------------------------------------------------------- the loop
+def warm_start(hypernet: Hypernetwork, init_from: str | Path) -> None:
+    """Copy an earlier checkpoint's weights into ``hypernet``: same base, targets and shapes, or a
+    :class:`CheckpointError` saying which differs (its own config's training record is kept)."""
+    config, state = read_checkpoint(init_from)
+    mine = hypernet.config
+    if config.kind != mine.kind or config.base_fingerprint != mine.base_fingerprint:
+        raise CheckpointError(
+            f"{init_from}: a {config.kind} hypernetwork for another base model cannot warm-start this one"
+        )
+    if dict(config.targets) != dict(mine.targets):
+        raise CheckpointError(f"{init_from}: its target modules differ from this run's (--layers/--targets)")
+    try:
+        hypernet.load_state_dict({k: v.float() for k, v in state.items()})
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"{init_from}: its weights do not fit this run's shape (width, layers, window): {e}"
+        ) from e
+
+
 def train_hypernet(
     model: WeightMemoryModel,
     train: Sequence[QAExample],
@@ -395,6 +415,7 @@ def train_hypernet(
     out_dir: str | Path,
     *,
     max_steps_this_run: int | None = None,
+    init_from: str | Path | None = None,
     progress: bool = True,
 ) -> Path:
     """Meta-train a hypernetwork for ``model``'s base on QA examples; returns the best checkpoint dir.
@@ -402,6 +423,9 @@ def train_hypernet(
     ``out_dir`` gets ``ckpt.pt`` (resume state), ``hypernet/`` (the best by validation loss, in the
     shipped safetensors + JSON format) and ``train_log.jsonl`` (one line per evaluation).
     ``max_steps_this_run`` stops early (checkpointing first), e.g. to fit a time budget.
+    ``init_from``: a hypernetwork checkpoint of the same base and shape to start from (a new
+    schedule and optimizer: fine-tuning an earlier run on harder data); ``ckpt.pt`` in ``out_dir``
+    still wins, so an interrupted warm-started run resumes where it stopped.
     """
     if not train or not val:
         raise ValueError("train and val must both hold examples")
@@ -413,6 +437,8 @@ def train_hypernet(
     )
     torch.manual_seed(cfg.seed)
     hypernet = build_hypernet(model, cfg).to(device)
+    if init_from is not None:
+        warm_start(hypernet, init_from)
     model.prompts.chat = cfg.chat  # prompts are built as the checkpoint will say they were
     copy = [p for n, p in hypernet.named_parameters() if n.endswith("copy_scale")]
     rest = [p for n, p in hypernet.named_parameters() if not n.endswith("copy_scale")]

@@ -1,0 +1,39 @@
+"""``agenthn eval binding``: per target module, do a question's activations tell subjects apart?"""
+
+from __future__ import annotations
+
+import pytest
+
+from agenthn_langgraph.data.language import DatasetLanguage
+from agenthn_langgraph.data.qa import QAExample, QAPair
+from agenthn_langgraph.evals.binding import evaluate_binding
+from agenthn_langgraph.models.registry import language_of
+
+
+def test_the_tiny_bases_last_layer_cannot_tell_two_products_apart(default_model):
+    """The finding the README states: at the last prompt token, questions about the same attribute
+    of two different products are nearly the same vector in the tiny base's deepest layer (measured
+    0.997 on this seed), while one product's different attributes are not (about -0.08)."""
+    report = evaluate_binding(default_model, language_of(default_model), n_docs=60)
+    names = list(report.same_attribute)
+    assert names == default_model.injector.target_modules
+    assert report.n_subjects >= 5
+    deepest = names[-1]
+    assert report.same_attribute[deepest] > 0.95
+    assert report.same_subject[deepest] < 0.3
+    for name in names:  # the attribute always dominates the subject
+        assert report.same_attribute[name] > report.same_subject[name] + 0.5, name
+    assert report.same_attribute[names[0]] < report.same_attribute[deepest]  # the first layer keeps more of the name
+    assert "| model.layers.0.mlp.down_proj |" in report.table()
+
+
+def test_binding_needs_questions_about_two_subjects(default_model):
+    only_user = DatasetLanguage(
+        [
+            QAExample(
+                context="i live in lima .", qa=(QAPair(question="where do i live ?", answer="lima", key="user/city"),)
+            )
+        ]
+    )
+    with pytest.raises(ValueError, match="two or more subjects"):
+        evaluate_binding(default_model, only_user, n_docs=1)
