@@ -10,7 +10,11 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .data.language import Language
+    from .engine import WeightMemoryModel
 
 # offline and quiet before transformers is imported anywhere
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -351,14 +355,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         language = DatasetLanguage(read_jsonl(args.data), name=Path(args.data).name)
         n_facts: int | tuple[int, int] = (1, 10_000)
-    elif args.language == "english":
-        from .data.english import EnglishLanguage
-
-        language, n_facts = EnglishLanguage(), args.facts
     else:
-        from .models.registry import language_of
-
-        language, n_facts = language_of(model), args.facts
+        language, n_facts = _generated_language(args.language, model), args.facts
     if args.reading_only:
         from .evals.recall import reading_recall
 
@@ -397,6 +395,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generated_language(which: str, model: WeightMemoryModel) -> Language:
+    """The generated held-out data a benchmark runs on: the model's registered language, English,
+    or the tiny default's little language (a retrained tiny hypernetwork, before it is installed)."""
+    if which == "english":
+        from .data.english import EnglishLanguage
+
+        return EnglishLanguage()
+    if which == "tiny":
+        from .tiny_default import tiny_language
+
+        return tiny_language(model)
+    from .models.registry import language_of
+
+    return language_of(model)
+
+
 def cmd_eval_binding(args: argparse.Namespace) -> int:
     import torch
 
@@ -404,14 +418,7 @@ def cmd_eval_binding(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     model = _engine_for(args)
-    if args.language == "english":
-        from .data.english import EnglishLanguage
-
-        language = EnglishLanguage()
-    else:
-        from .models.registry import language_of
-
-        language = language_of(model)
+    language = _generated_language(args.language, model)
     try:
         report = evaluate_binding(model, language, n_docs=args.n_docs, seed=args.seed, n_facts=args.facts)
     except ValueError as e:
@@ -708,7 +715,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--base", default=None, help="a local HF base model directory instead of --model")
     r.add_argument("--hypernet", default=None, help="its hypernetwork checkpoint directory")
     r.add_argument("--data", default=None, help="evaluate on this QA JSONL file (held-out examples)")
-    r.add_argument("--language", choices=["model", "english"], default="model", help="generated data to use")
+    r.add_argument("--language", choices=["model", "english", "tiny"], default="model", help="generated data to use")
     r.add_argument("--facts", type=_positive_int, default=4, help="facts per held-out text (generated data)")
     r.add_argument("--n-docs", type=_positive_int, default=200)
     r.add_argument("--seed", type=int, default=20261123)
@@ -760,7 +767,7 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--model", default="tiny", help="a registered model (default: the embedded tiny one)")
     bd.add_argument("--base", default=None, help="a local HF base model directory instead of --model")
     bd.add_argument("--hypernet", default=None, help="its hypernetwork (its targets and prompts; optional)")
-    bd.add_argument("--language", choices=["model", "english"], default="model", help="generated data to use")
+    bd.add_argument("--language", choices=["model", "english", "tiny"], default="model", help="generated data to use")
     bd.add_argument("--facts", type=_positive_int, default=4, help="facts per held-out text")
     bd.add_argument("--n-docs", type=_positive_int, default=100)
     bd.add_argument("--seed", type=int, default=20261123)

@@ -71,6 +71,19 @@ def test_eval_recall_can_skip_its_extra_rows():
     assert _agenthn("eval", "recall", "--compose", "0").returncode == 2  # not a count of adapters
 
 
+def test_eval_recall_of_a_tiny_checkpoint_directory_needs_language_tiny():
+    """A retrained tiny hypernetwork is evaluated before it is installed: --base/--hypernet plus --language tiny."""
+    from agenthn_langgraph.tiny_default import CHECKPOINT_DIR
+
+    args = ("eval", "recall", "--base", str(CHECKPOINT_DIR / "base"), "--hypernet", str(CHECKPOINT_DIR / "hypernet"))
+    rows = ("--n-docs", "4", "--json", "--compose", "2", "--docs-per-n-facts", "0", "--heldout-docs", "0")
+    proc = _agenthn(*args, "--language", "tiny", *rows)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["n_docs"] == 4
+    unknown = _agenthn(*args, *rows)  # a directory engine has no registered language
+    assert unknown.returncode != 0 and "no registered language" in unknown.stderr, unknown.stderr
+
+
 def test_eval_binding_prints_one_row_per_target_module():
     proc = _agenthn("eval", "binding", "--n-docs", "30", "--json")
     assert proc.returncode == 0, proc.stderr
