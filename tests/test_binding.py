@@ -10,11 +10,14 @@ from agenthn_langgraph.evals.binding import evaluate_binding
 from agenthn_langgraph.models.registry import language_of
 
 
-def test_the_tiny_bases_last_layer_cannot_tell_two_products_apart(default_model):
+@pytest.mark.parametrize("seed", [20261123, 1, 2])
+def test_the_tiny_bases_last_layer_cannot_tell_two_products_apart(default_model, seed):
     """The finding the README states: at the last prompt token, questions about the same attribute
-    of two different products are nearly the same vector in the tiny base's deepest layer (measured
-    0.997 on this seed), while one product's different attributes are not (about -0.08)."""
-    report = evaluate_binding(default_model, language_of(default_model), n_docs=60)
+    of two different products are nearly the same vector in the tiny base's deepest layer, while
+    one product's different attributes are not. Measured on seeds 20261123, 1-5 and 777 (60 texts):
+    deepest same-attribute 0.996-0.998 (threshold 0.95), same-subject -0.105 to -0.055 (threshold
+    0.3), smallest per-module gap 0.92 (threshold 0.5)."""
+    report = evaluate_binding(default_model, language_of(default_model), n_docs=60, seed=seed)
     names = list(report.same_attribute)
     assert names == default_model.injector.target_modules
     assert report.n_subjects >= 5
