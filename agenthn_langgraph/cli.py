@@ -187,7 +187,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         steps=args.hypernet_steps,
         seed=args.seed,
         lr=args.hypernet_lr,
-        warmup=min(args.hypernet_warmup, max(args.hypernet_steps // 10, 1)),
+        warmup=_warmup(args.hypernet_warmup, args.hypernet_steps),
         rank=2,  # the least rank: a text's gates decide how many pieces it keeps
         window=512,
         # retrieval composes texts of any genre: by default half the distractors from the target's
@@ -229,6 +229,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warmup(warmup: int, steps: int) -> int:
+    """A short run's warmup is at most a tenth of it (a 20-step smoke run does not warm up for 100)."""
+    return min(warmup, max(steps // 10, 1))
+
+
 def tiny_hypernet_data(n_train: int, seed: int) -> tuple[list, list]:
     """The tiny default's hypernetwork data: half short texts (1-6 facts), half up to 16 facts."""
     from .tiny_default.data import TinyLanguage
@@ -263,7 +268,7 @@ def cmd_train_hypernet(args: argparse.Namespace) -> int:
         steps=args.steps,
         seed=args.seed,
         lr=args.lr,
-        warmup=min(args.warmup, max(args.steps // 10, 1)),
+        warmup=_warmup(args.warmup, args.steps),
         targets=args.batch_texts,
         width=args.width,
         mixer_layers=args.mixer_layers,

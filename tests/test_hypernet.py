@@ -148,22 +148,25 @@ def _tiny_data():
     return lang.examples(64, seed=1, n_facts=(1, 3)), lang.examples(8, seed=2, n_facts=(1, 3))
 
 
-def test_training_is_deterministic_and_resumable(tmp_path, tokenizer):
-    train, val = _tiny_data()
-    cfg = HypernetTrainConfig(
-        steps=2,
+def _small_config(**overrides: object) -> HypernetTrainConfig:
+    """A hypernetwork run small enough for a unit test (2 texts a step, width 32, one mixer layer)."""
+    small = dict(
         targets=2,
         width=32,
         mixer_layers=1,
         rank=4,
         window=256,
-        eval_every=2,
         eval_batches=1,
-        checkpoint_every=10,
         warmup=1,
         chat=ChatFormat(context="prefix"),
         distractors=(0, 2),
     )
+    return HypernetTrainConfig(**{**small, **overrides})  # type: ignore[arg-type]
+
+
+def test_training_is_deterministic_and_resumable(tmp_path, tokenizer):
+    train, val = _tiny_data()
+    cfg = _small_config(steps=2, eval_every=2, checkpoint_every=10)
 
     def run(out, max_steps=None):
         engine = make_engine("llama", tokenizer, nonzero=False)
@@ -200,20 +203,7 @@ def test_training_can_warm_start_from_an_earlier_checkpoint(tmp_path, tokenizer,
     from agenthn_langgraph.hypernet.train import build_hypernet, warm_start
 
     train, val = _tiny_data()
-    cfg = HypernetTrainConfig(
-        steps=3,
-        targets=2,
-        width=32,
-        mixer_layers=1,
-        rank=4,
-        window=256,
-        eval_every=3,
-        eval_batches=1,
-        warmup=1,
-        chat=ChatFormat(context="prefix"),
-        distractors=(0, 2),
-        seed=seed,
-    )
+    cfg = _small_config(steps=3, eval_every=3, seed=seed)
     engine = make_engine("llama", tokenizer, nonzero=False)
     first = Hypernetwork.load(train_hypernet(engine, train, val, cfg, tmp_path / "a", progress=False)).state_dict()
     torch.manual_seed(cfg.seed)

@@ -106,22 +106,19 @@ def evaluate_binding(
     features: dict[str, list[torch.Tensor]] = {}
     for _, _, question in questions:
         ids = model.prompts.student_ids(question)
-        with model.injector.capture_inputs() as captured:
-            model.base(input_ids=torch.tensor([ids], device=model.device), use_cache=False)
+        with model.injector.capture_inputs() as captured:  # the decoder alone: no logits needed
+            model.base.base_model(input_ids=torch.tensor([ids], device=model.device), use_cache=False)
         for name, x in captured.items():
             features.setdefault(name, []).append(x[0, -1].float().cpu())
-    same_attr = [
-        (i, j)
-        for i in range(len(questions))
-        for j in range(i + 1, len(questions))
-        if questions[i][1] == questions[j][1] and questions[i][0] != questions[j][0]
-    ]
-    same_subj = [
-        (i, j)
-        for i in range(len(questions))
-        for j in range(i + 1, len(questions))
-        if questions[i][0] == questions[j][0] and questions[i][1] != questions[j][1]
-    ]
+    same_attr: list[tuple[int, int]] = []
+    same_subj: list[tuple[int, int]] = []
+    for i, (subject_i, attribute_i, _) in enumerate(questions):
+        for j in range(i + 1, len(questions)):
+            subject_j, attribute_j, _ = questions[j]
+            if attribute_i == attribute_j and subject_i != subject_j:
+                same_attr.append((i, j))
+            elif subject_i == subject_j and attribute_i != attribute_j:
+                same_subj.append((i, j))
     rng = random.Random(seed)
     same_attr = rng.sample(same_attr, min(max_pairs, len(same_attr)))
     same_subj = rng.sample(same_subj, min(max_pairs, len(same_subj)))
