@@ -178,6 +178,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         lr=args.base_lr,
         warmup=50 if args.init_from else 100,
         curriculum_offset=0.35 if args.init_from else 0.0,  # a warm start skips the 1-2 fact stages
+        multi_product=args.base_multi_product,
     )
     base_dir = out / "base" if args.skip_base else train_base(base_cfg, out, device=device, init_from=args.init_from)
     t_base = time.time() - t0
@@ -200,7 +201,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=50,
     )
     t1 = time.time()
-    hn_dir = train_hypernet(model, train, val, hn_cfg, out, init_from=args.hypernet_init_from)
+    hn_dir = train_hypernet(
+        model,
+        train,
+        val,
+        hn_cfg,
+        out,
+        init_from=args.hypernet_init_from,
+        init_base_changed=args.hypernet_init_base_changed,
+    )
     t_hn = time.time() - t1
     engine = WeightMemoryModel.from_pretrained(base_dir, hn_dir, device=device, name="agenthn-tiny-default")
     report = evaluate_recall(engine, tiny_language(engine), n_docs=args.eval_docs, progress=True)
@@ -299,6 +308,7 @@ def cmd_train_hypernet(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         max_steps_this_run=args.max_steps_this_run,
         init_from=args.init_from,
+        init_base_changed=args.init_base_changed,
     )
     record = {
         "command": " ".join(sys.argv),
@@ -628,6 +638,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="warm-start the hypernetwork from this checkpoint directory (fine-tune an earlier one)",
     )
+    t.add_argument(
+        "--hypernet-init-base-changed",
+        action="store_true",
+        help="--hypernet-init-from was made for another base of the same shape (the base before a fine-tune)",
+    )
+    t.add_argument(
+        "--base-multi-product",
+        type=_fraction,
+        default=0.0,
+        help="share of the base's product rows with 2-3 product documents in one context (teaches it the subject)",
+    )
     t.add_argument("--hypernet-lr", type=_positive_float, default=1e-3)
     t.add_argument("--hypernet-warmup", type=_positive_int, default=100)
     t.add_argument("--same-genre", type=_fraction, default=0.5, help="share of distractors from the target's genre")
@@ -697,6 +718,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--init-from",
         default=None,
         help="warm-start from this hypernetwork checkpoint (same base and shape; a new schedule)",
+    )
+    h.add_argument(
+        "--init-base-changed",
+        action="store_true",
+        help="--init-from was made for another base of the same shape (the base before a fine-tune)",
     )
     h.add_argument("--eval-every", type=_positive_int, default=100)
     h.add_argument("--quiet", action="store_true")

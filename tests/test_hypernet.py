@@ -226,3 +226,8 @@ def test_training_can_warm_start_from_an_earlier_checkpoint(tmp_path, tokenizer,
     other_base.config.base_fingerprint = "another-base"
     with pytest.raises(CheckpointError, match="another base"):
         warm_start(other_base, tmp_path / "a" / "hypernet")
+    warm_start(other_base, tmp_path / "a" / "hypernet", base_changed=True)  # a fine-tuned base: accepted
+    assert all(torch.equal(v, first[k].float()) for k, v in other_base.state_dict().items())
+    other_base.config.base_hidden_size += 1  # but never a base of another width
+    with pytest.raises(CheckpointError, match="width"):
+        warm_start(other_base, tmp_path / "a" / "hypernet", base_changed=True)

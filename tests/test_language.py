@@ -55,3 +55,32 @@ def test_chance_and_prompt_rendering():
 def test_corpus_is_deterministic_for_a_seed():
     a, b = Corpus(9), Corpus(9)
     assert [a.sample(3).text for _ in range(5)] == [b.sample(3).text for _ in range(5)]
+
+
+def test_multi_product_rows_hold_several_products_and_the_default_rows_one(tokenizer):
+    """``multi_product`` puts 2-3 product documents in one context (the base must then carry the
+    subject to the answer); at 0 the batches are exactly the earlier single-document ones."""
+    import torch
+
+    from agenthn_langgraph.tiny_default.base import qa_batch
+    from agenthn_langgraph.tiny_default.language import PRODUCTS
+
+    encode = WordEncoder(tokenizer)
+    names = {tokenizer.convert_tokens_to_ids(p) for p in PRODUCTS}
+    user = tokenizer.convert_tokens_to_ids("<user>")
+
+    def products_in_contexts(ids: torch.Tensor) -> list[int]:
+        out = []
+        for row in ids.tolist():
+            context = row[: row.index(user)]
+            out.append(len(names & set(context)))
+        return out
+
+    single = qa_batch(Corpus(7), encode, 24, (2, 4), 0.0, product_weight=1.0)
+    same = qa_batch(Corpus(7), encode, 24, (2, 4), 0.0, product_weight=1.0, multi_product=0.0)
+    assert all(torch.equal(x, y) for x, y in zip(single, same, strict=True))
+    assert products_in_contexts(single[0]) == [1] * 24
+
+    multi = products_in_contexts(qa_batch(Corpus(7), encode, 24, (2, 4), 0.0, product_weight=1.0, multi_product=1.0)[0])
+    assert max(multi) <= 3
+    assert sum(multi) / len(multi) >= 1.8  # two or three documents a row; the same product twice is rare

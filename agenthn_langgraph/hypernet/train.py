@@ -388,15 +388,23 @@ def estimate_loss(
 
 
 # ---------------------------------------------------------------------------------------- the loop
-def warm_start(hypernet: Hypernetwork, init_from: str | Path) -> None:
+def warm_start(hypernet: Hypernetwork, init_from: str | Path, *, base_changed: bool = False) -> None:
     """Copy an earlier checkpoint's weights into ``hypernet``: same base, targets and shapes, or a
-    :class:`CheckpointError` saying which differs (its own config's training record is kept)."""
+    :class:`CheckpointError` saying which differs (its own config's training record is kept).
+
+    ``base_changed=True`` accepts a checkpoint made for another base of the same shape (the same
+    target modules with the same widths), such as the base before a fine-tune: its hidden states
+    moved, so the run must re-learn, but from a far better start than random.
+    """
     config, state = read_checkpoint(init_from)
     mine = hypernet.config
-    if config.kind != mine.kind or config.base_fingerprint != mine.base_fingerprint:
+    if config.kind != mine.kind or (config.base_fingerprint != mine.base_fingerprint and not base_changed):
         raise CheckpointError(
             f"{init_from}: a {config.kind} hypernetwork for another base model cannot warm-start this one"
+            + ("" if config.kind != mine.kind else " (a fine-tuned base of the same shape: pass base_changed)")
         )
+    if config.base_hidden_size != mine.base_hidden_size or config.n_states != mine.n_states:
+        raise CheckpointError(f"{init_from}: made for a base of another width or depth")
     if dict(config.targets) != dict(mine.targets):
         raise CheckpointError(f"{init_from}: its target modules differ from this run's (--layers/--targets)")
     try:
@@ -416,6 +424,7 @@ def train_hypernet(
     *,
     max_steps_this_run: int | None = None,
     init_from: str | Path | None = None,
+    init_base_changed: bool = False,
     progress: bool = True,
 ) -> Path:
     """Meta-train a hypernetwork for ``model``'s base on QA examples; returns the best checkpoint dir.
@@ -425,7 +434,8 @@ def train_hypernet(
     ``max_steps_this_run`` stops early (checkpointing first), e.g. to fit a time budget.
     ``init_from``: a hypernetwork checkpoint of the same base and shape to start from (a new
     schedule and optimizer: fine-tuning an earlier run on harder data); ``ckpt.pt`` in ``out_dir``
-    still wins, so an interrupted warm-started run resumes where it stopped.
+    still wins, so an interrupted warm-started run resumes where it stopped. ``init_base_changed``
+    lets ``init_from`` come from another base of the same shape (:func:`warm_start`).
     """
     if not train or not val:
         raise ValueError("train and val must both hold examples")
@@ -438,7 +448,7 @@ def train_hypernet(
     torch.manual_seed(cfg.seed)
     hypernet = build_hypernet(model, cfg).to(device)
     if init_from is not None:
-        warm_start(hypernet, init_from)
+        warm_start(hypernet, init_from, base_changed=init_base_changed)
     model.prompts.chat = cfg.chat  # prompts are built as the checkpoint will say they were
     copy = [p for n, p in hypernet.named_parameters() if n.endswith("copy_scale")]
     rest = [p for n, p in hypernet.named_parameters() if not n.endswith("copy_scale")]

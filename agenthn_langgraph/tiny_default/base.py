@@ -102,6 +102,11 @@ class BaseTrainConfig:
     max_facts: int = 16  # most facts per text at the end of the curriculum
     curriculum_offset: float = 0.0  # start the curriculum this far in (a warm start skips 1-2 facts)
     product_weight: float = 0.45  # share of product documents (prices and weights are the hard reads)
+    # share of product rows whose context holds 2-3 documents about different products that share
+    # attributes: a question must then carry *which product* to where the answer is due, which is
+    # what lets composed product adapters be told apart (``agenthn eval binding``); with one
+    # document per context the attribute alone finds the answer and the subject is never needed
+    multi_product: float = 0.0
     seed: int = 0
     hidden_size: int = 256
     layers: int = 4
@@ -136,6 +141,7 @@ def qa_batch(
     no_context_fraction: float,
     product_weight: float = 1 / 3,
     *,
+    multi_product: float = 0.0,
     max_questions: int = 10,
     max_tokens: int = 8192,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -143,18 +149,25 @@ def qa_batch(
 
     At most ``max_questions`` questions follow a text (all of them for shorter ones), and rows are
     dropped past ``max_tokens`` padded tokens, so a step of long texts costs about what a step of
-    short ones does.
+    short ones does. A ``multi_product`` share of product rows holds 2-3 product documents with
+    disjoint fact keys in one context (their ``facts`` spread over them), questions about any of them.
     """
     rows: list[tuple[list[int], list[float]]] = []
     rng = corpus.rng
     for _ in range(batch_size):
         genre = "product" if rng.random() < product_weight else rng.choice(("profile", "preference"))
         most = language_max_facts(genre)
-        sample = corpus.sample(rng.randint(min(facts[0], most), min(facts[1], most)), genre=genre)
+        n_facts = rng.randint(min(facts[0], most), min(facts[1], most))
+        if multi_product > 0 and genre == "product" and rng.random() < multi_product:
+            docs = corpus.group(rng.choice((2, 3)), max(1, n_facts // 2), genre="product")
+            text, stated = " ".join(d.text for d in docs), [f for d in docs for f in d.facts]
+        else:
+            sample = corpus.sample(n_facts, genre=genre)
+            text, stated = sample.text, sample.facts
         no_ctx = rng.random() < no_context_fraction
-        ids = encode("<bos>" if no_ctx else f"<bos> {sample.text}")
+        ids = encode("<bos>" if no_ctx else f"<bos> {text}")
         weights = [0.0 if no_ctx else 1.0] * len(ids)
-        for f in rng.sample(sample.facts, min(len(sample.facts), max_questions)):
+        for f in rng.sample(stated, min(len(stated), max_questions)):
             q = encode(f"<user> {f.question(rng)} <assistant>")
             a = encode(f"{f.value} <end>")
             ids += q + a
@@ -247,6 +260,7 @@ def train_base(
             fact_bucket(corpus.rng, max_facts_at(progress, cfg.max_facts)),
             cfg.no_context_fraction,
             cfg.product_weight,
+            multi_product=cfg.multi_product,
         )
         loss, acc = lm_loss(model, ids.to(device), mask.to(device), w.to(device), cfg.answer_weight)
         opt.zero_grad(set_to_none=True)
