@@ -435,7 +435,9 @@ def cmd_eval_binding(args: argparse.Namespace) -> int:
     model = _engine_for(args)
     language = _generated_language(args.language, model)
     try:
-        report = evaluate_binding(model, language, n_docs=args.n_docs, seed=args.seed, n_facts=args.facts)
+        report = evaluate_binding(
+            model, language, n_docs=args.n_docs, seed=args.seed, n_facts=args.facts, n_paired=args.pairs
+        )
     except ValueError as e:
         raise SystemExit(f"agenthn eval binding: {e}") from e
     print(json.dumps(report.to_dict()) if args.json else report.table())
@@ -801,6 +803,9 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--language", choices=["model", "english", "tiny"], default="model", help="generated data to use")
     bd.add_argument("--facts", type=_positive_int, default=4, help="facts per held-out text")
     bd.add_argument("--n-docs", type=_positive_int, default=100)
+    bd.add_argument(
+        "--pairs", type=_non_negative_int, default=200, help="two-subject contexts to read (0: activations only)"
+    )
     bd.add_argument("--seed", type=int, default=20261123)
     bd.add_argument("--threads", type=_positive_int, default=2)
     bd.add_argument("--json", action="store_true")

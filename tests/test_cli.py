@@ -85,11 +85,12 @@ def test_eval_recall_of_a_tiny_checkpoint_directory_needs_language_tiny():
 
 
 def test_eval_binding_prints_one_row_per_target_module():
-    proc = _agenthn("eval", "binding", "--n-docs", "30", "--json")
+    proc = _agenthn("eval", "binding", "--n-docs", "30", "--pairs", "20", "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(report["same_attribute"]) == len(report["same_subject"]) == 4, report  # the tiny base's 4 layers
     assert report["n_subjects"] >= 2
+    assert report["n_paired"] == 20 and 0 <= report["paired_in_context"] <= 1
     assert _agenthn("eval", "binding", "--base", "no/such/dir").returncode != 0
 
 

@@ -19,6 +19,13 @@ keys name a subject and an attribute (``"flonk/color"``), at the last prompt tok
 
 Activations are centred on the mean over all sampled questions first: every question shares a
 large common component (the chat template, "what is"), which would make every cosine near 1.
+
+Beside the activations, one behavioural check of the same property, on the base reading text:
+two held-out texts about *different* subjects that state the *same* attribute are put in one
+context, and the base is asked that attribute of one of them (``paired_in_context``), and how
+often it answers with the other subject's value instead (``paired_confused``). A reader that finds
+the answer by the attribute alone scores about 0.5 and 0.5. (Single-text reading never needs the
+subject: one text names one product, so the attribute alone finds its value.)
 """
 
 from __future__ import annotations
@@ -31,7 +38,9 @@ import torch
 import torch.nn.functional as F
 
 from ..data.language import Language
+from ..data.qa import QAExample, QAPair
 from ..engine import WeightMemoryModel
+from .recall import recalled
 
 
 @dataclass
@@ -43,6 +52,9 @@ class BindingReport:
     n_subjects: int
     same_attribute: dict[str, float]  # per target module
     same_subject: dict[str, float]
+    n_paired: int = 0  # two-subject contexts read (module docstring)
+    paired_in_context: float = float("nan")
+    paired_confused: float = float("nan")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -57,6 +69,13 @@ class BindingReport:
         ]
         for name in self.same_attribute:
             lines.append(f"| {name} | {self.same_attribute[name]:.3f} | {self.same_subject[name]:.3f} |")
+        if self.n_paired:
+            lines += [
+                "",
+                f"Two texts about different subjects in one context, asked the attribute both state "
+                f"({self.n_paired} questions): answered {self.paired_in_context:.3f}, gave the other "
+                f"subject's value {self.paired_confused:.3f} (a reader blind to the subject: about 0.5 and 0.5)",
+            ]
         return "\n".join(lines)
 
 
@@ -83,12 +102,14 @@ def evaluate_binding(
     seed: int = 20261123,
     n_facts: int = 4,
     max_pairs: int = 5000,
+    n_paired: int = 200,
 ) -> BindingReport:
     """Run the binding benchmark (module docstring) on ``n_docs`` held-out texts of ``language``.
 
     Only questions whose key names a subject other than the user count: a user's facts share one
     subject, and two texts about the same user's attribute are never composed as unrelated.
     Raises ``ValueError`` when the texts hold too few such subjects to form both kinds of pair.
+    ``n_paired`` two-subject contexts are read for the behavioural check (0: skip it).
     """
     docs = language.examples(n_docs, seed, n_facts=n_facts)
     questions: list[tuple[str, str, str]] = []  # (subject, attribute, question)
@@ -130,6 +151,7 @@ def evaluate_binding(
         x = x - x.mean(0, keepdim=True)
         attr_cos[name] = _mean_pair_cosine(x, same_attr)
         subj_cos[name] = _mean_pair_cosine(x, same_subj)
+    paired = _paired_reading(model, docs, n_paired, rng) if n_paired else (0, float("nan"), float("nan"))
     return BindingReport(
         model=model.name,
         language=language.name,
@@ -138,4 +160,41 @@ def evaluate_binding(
         n_subjects=len(subjects),
         same_attribute=attr_cos,
         same_subject=subj_cos,
+        n_paired=paired[0],
+        paired_in_context=paired[1],
+        paired_confused=paired[2],
     )
+
+
+def _paired_reading(
+    model: WeightMemoryModel, docs: Sequence[QAExample], n: int, rng: random.Random
+) -> tuple[int, float, float]:
+    """(questions, answered, confused): reading two texts about different subjects at once."""
+    by_attribute: dict[str, list[tuple[int, str, QAPair]]] = {}
+    for i, d in enumerate(docs):
+        for p in d.qa:
+            split = _split_key(p.key)
+            if split is not None and split[0] != "user":
+                by_attribute.setdefault(split[1], []).append((i, split[0], p))
+    candidates = [
+        (x, y)
+        for entries in by_attribute.values()
+        for x in entries
+        for y in entries
+        # another text about another subject, whose value differs (else "confused" is unobservable)
+        if x[0] != y[0] and x[1] != y[1] and not recalled(y[2].answer, x[2].answer)
+    ]
+    if not candidates:
+        return 0, float("nan"), float("nan")
+    chosen = rng.sample(candidates, min(n, len(candidates)))
+    prompts, answer_len = [], 0
+    for (i, _, asked), (j, _, _) in chosen:
+        first, second = (docs[i], docs[j]) if rng.random() < 0.5 else (docs[j], docs[i])
+        prompts.append(model.prompts.teacher_ids(f"{first.context} {second.context}", asked.question))
+        answer_len = max(answer_len, len(model.prompts.answer_ids(asked.question, asked.answer)))
+    replies: list[str] = []
+    for s in range(0, len(prompts), 64):
+        replies += model.generate_ids(prompts[s : s + 64], None, max_new_tokens=answer_len + 6)
+    answered = [recalled(r, x[2].answer) for r, (x, _) in zip(replies, chosen, strict=True)]
+    confused = [recalled(r, y[2].answer) and not hit for r, (_, y), hit in zip(replies, chosen, answered, strict=True)]
+    return len(chosen), sum(answered) / len(chosen), sum(confused) / len(chosen)

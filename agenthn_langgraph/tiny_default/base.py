@@ -104,8 +104,10 @@ class BaseTrainConfig:
     product_weight: float = 0.45  # share of product documents (prices and weights are the hard reads)
     # share of product rows whose context holds 2-3 documents about different products that share
     # attributes: a question must then carry *which product* to where the answer is due, which is
-    # what lets composed product adapters be told apart (``agenthn eval binding``); with one
-    # document per context the attribute alone finds the answer and the subject is never needed
+    # what composed product adapters need to be told apart (``agenthn eval binding``); with one
+    # document per context the attribute alone finds the answer. Off by default: warm-started
+    # from the v2 base, 1,000 steps (0.5 then 0.8 of product rows) left its two-product reading at
+    # chance (about 0.5), so the shipped base never trained with it
     multi_product: float = 0.0
     seed: int = 0
     hidden_size: int = 256
