@@ -182,7 +182,10 @@ def _paired_reading(
         for x in entries
         for y in entries
         # another text about another subject, whose value differs (else "confused" is unobservable)
-        if x[0] != y[0] and x[1] != y[1] and not recalled(y[2].answer, x[2].answer)
+        if x[0] != y[0]
+        and x[1] != y[1]
+        and not recalled(y[2].answer, x[2].answer)
+        and not recalled(x[2].answer, y[2].answer)
     ]
     if not candidates:
         return 0, float("nan"), float("nan")
