@@ -649,7 +649,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-multi-product",
         type=_fraction,
         default=0.0,
-        help="share of the base's product rows with 2-3 product documents in one context (teaches it the subject)",
+        help="share of the base's product rows with 2-3 product documents in one context "
+        "(to make it read the subject; check with eval binding)",
     )
     t.add_argument("--hypernet-lr", type=_positive_float, default=1e-3)
     t.add_argument("--hypernet-warmup", type=_positive_int, default=100)
