@@ -33,6 +33,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +41,16 @@ import torch.nn.functional as F
 from ..data.language import Language
 from ..data.qa import QAExample, QAPair
 from ..engine import WeightMemoryModel
-from .recall import recalled
+from .recall import ReplyRunner, recalled
+
+
+class _Asked(NamedTuple):
+    """A held-out question about a named subject, and the text (index into the docs) stating it."""
+
+    doc: int
+    subject: str
+    attribute: str
+    pair: QAPair
 
 
 @dataclass
@@ -112,12 +122,13 @@ def evaluate_binding(
     ``n_paired`` two-subject contexts are read for the behavioural check (0: skip it).
     """
     docs = language.examples(n_docs, seed, n_facts=n_facts)
-    questions: list[tuple[str, str, str]] = []  # (subject, attribute, question)
-    for d in docs:
+    asked: list[_Asked] = []
+    for i, d in enumerate(docs):
         for p in d.qa:
             split = _split_key(p.key)
             if split is not None and split[0] != "user":
-                questions.append((*split, p.question))
+                asked.append(_Asked(i, *split, p))
+    questions = [(a.subject, a.attribute, a.pair.question) for a in asked]
     subjects = {s for s, _, _ in questions}
     if len(subjects) < 2:
         raise ValueError(
@@ -151,7 +162,7 @@ def evaluate_binding(
         x = x - x.mean(0, keepdim=True)
         attr_cos[name] = _mean_pair_cosine(x, same_attr)
         subj_cos[name] = _mean_pair_cosine(x, same_subj)
-    paired = _paired_reading(model, docs, n_paired, rng) if n_paired else (0, float("nan"), float("nan"))
+    paired = _paired_reading(model, docs, asked, n_paired, rng) if n_paired else (0, float("nan"), float("nan"))
     return BindingReport(
         model=model.name,
         language=language.name,
@@ -167,37 +178,34 @@ def evaluate_binding(
 
 
 def _paired_reading(
-    model: WeightMemoryModel, docs: Sequence[QAExample], n: int, rng: random.Random
+    model: WeightMemoryModel, docs: Sequence[QAExample], asked: Sequence[_Asked], n: int, rng: random.Random
 ) -> tuple[int, float, float]:
     """(questions, answered, confused): reading two texts about different subjects at once."""
-    by_attribute: dict[str, list[tuple[int, str, QAPair]]] = {}
-    for i, d in enumerate(docs):
-        for p in d.qa:
-            split = _split_key(p.key)
-            if split is not None and split[0] != "user":
-                by_attribute.setdefault(split[1], []).append((i, split[0], p))
+    by_attribute: dict[str, list[_Asked]] = {}
+    for a in asked:
+        by_attribute.setdefault(a.attribute, []).append(a)
     candidates = [
         (x, y)
         for entries in by_attribute.values()
         for x in entries
         for y in entries
         # another text about another subject, whose value differs (else "confused" is unobservable)
-        if x[0] != y[0]
-        and x[1] != y[1]
-        and not recalled(y[2].answer, x[2].answer)
-        and not recalled(x[2].answer, y[2].answer)
+        if x.doc != y.doc
+        and x.subject != y.subject
+        and not recalled(y.pair.answer, x.pair.answer)
+        and not recalled(x.pair.answer, y.pair.answer)
     ]
     if not candidates:
         return 0, float("nan"), float("nan")
     chosen = rng.sample(candidates, min(n, len(candidates)))
     prompts, answer_len = [], 0
-    for (i, _, asked), (j, _, _) in chosen:
-        first, second = (docs[i], docs[j]) if rng.random() < 0.5 else (docs[j], docs[i])
-        prompts.append(model.prompts.teacher_ids(f"{first.context} {second.context}", asked.question))
-        answer_len = max(answer_len, len(model.prompts.answer_ids(asked.question, asked.answer)))
-    replies: list[str] = []
-    for s in range(0, len(prompts), 64):
-        replies += model.generate_ids(prompts[s : s + 64], None, max_new_tokens=answer_len + 6)
-    answered = [recalled(r, x[2].answer) for r, (x, _) in zip(replies, chosen, strict=True)]
-    confused = [recalled(r, y[2].answer) and not hit for r, (_, y), hit in zip(replies, chosen, answered, strict=True)]
+    for x, y in chosen:
+        first, second = (docs[x.doc], docs[y.doc]) if rng.random() < 0.5 else (docs[y.doc], docs[x.doc])
+        prompts.append(model.prompts.teacher_ids(f"{first.context} {second.context}", x.pair.question))
+        answer_len = max(answer_len, len(model.prompts.answer_ids(x.pair.question, x.pair.answer)))
+    replies = ReplyRunner(model, 64, answer_len + 6).replies(prompts, None)
+    answered = [recalled(r, x.pair.answer) for r, (x, _) in zip(replies, chosen, strict=True)]
+    confused = [
+        recalled(r, y.pair.answer) and not hit for r, (_, y), hit in zip(replies, chosen, answered, strict=True)
+    ]
     return len(chosen), sum(answered) / len(chosen), sum(confused) / len(chosen)

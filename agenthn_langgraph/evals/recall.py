@@ -229,7 +229,7 @@ def draw_distractors(
     return out
 
 
-class _Runner:
+class ReplyRunner:
     """Generates answers for many questions in batches, each row with its own adapters."""
 
     def __init__(
@@ -280,7 +280,7 @@ def evaluate_recall(
     pool = language.examples(max(4 * n_docs, 64), seed + 3, n_facts=n_facts)
     distractors = draw_distractors(targets, pool, n_max, rng) if n_max else [[] for _ in targets]
     answer_len = max(len(prompts.answer_ids(p.question, p.answer)) for t in targets for p in t.qa)
-    runner = _Runner(model, batch, max_new_tokens or answer_len + 6)
+    runner = ReplyRunner(model, batch, max_new_tokens or answer_len + 6)
 
     texts = list({t.context: None for t in targets} | {d.context: None for ds in distractors for d in ds})
     adapters: dict[str, LoraAdapter] = {}
@@ -308,7 +308,7 @@ def evaluate_recall(
         "adapter": runner.replies(bare, own),
     }
     if not model.chat_format.adapter_on_prompt:
-        replies["adapter_on_whole_prompt"] = _Runner(
+        replies["adapter_on_whole_prompt"] = ReplyRunner(
             model, batch, runner.max_new_tokens, adapter_on_prompt=True
         ).replies(bare, own)
     for n in tqdm(compose_ns, desc="composed", disable=not progress):
@@ -426,7 +426,7 @@ def reading_recall(
     docs = language.examples(n_docs, seed, n_facts=n_facts)
     qs = [(d, p) for d in docs for p in d.qa]
     answer_len = max(len(model.prompts.answer_ids(p.question, p.answer)) for _, p in qs)
-    runner = _Runner(model, batch, answer_len + 6)
+    runner = ReplyRunner(model, batch, answer_len + 6)
     replies = runner.replies([model.prompts.teacher_ids(d.context, p.question) for d, p in qs], None)
     hits = [recalled(r, p.answer) for r, (_, p) in zip(replies, qs, strict=True)]
     low, high = wilson_interval(sum(hits), len(hits))
