@@ -262,7 +262,8 @@ def cmd_train_hypernet(args: argparse.Namespace) -> int:
     from .data.qa import read_jsonl, split_examples
     from .engine import WeightMemoryModel
     from .hypernet.config import ChatFormat
-    from .hypernet.train import HypernetTrainConfig, train_hypernet
+    from .hypernet.train import HypernetTrainConfig, prepare_run, profile_training, train_hypernet
+    from .training import frozen_base_dtype
 
     torch.set_num_threads(args.threads)
     examples = read_jsonl(args.data)
@@ -273,6 +274,8 @@ def cmd_train_hypernet(args: argparse.Namespace) -> int:
     if not val:
         raise SystemExit("the validation split is empty: pass --val-data or a larger --val-fraction")
     model = WeightMemoryModel.from_pretrained(args.base, device=args.device, targets=args.targets, layers=args.layers)
+    dtype = frozen_base_dtype(args.base_dtype, model.device)
+    model.base.to(dtype)  # the frozen base only; the hypernetwork and the adapters' math stay fp32
     cfg = HypernetTrainConfig(
         steps=args.steps,
         seed=args.seed,
@@ -283,6 +286,7 @@ def cmd_train_hypernet(args: argparse.Namespace) -> int:
         mixer_layers=args.mixer_layers,
         rank=args.rank,
         window=args.window,
+        read_layers=None if args.read_layers is None else tuple(args.read_layers),
         eval_every=args.eval_every,
         checkpoint_every=args.eval_every,
         chat=ChatFormat(
@@ -298,7 +302,17 @@ def cmd_train_hypernet(args: argparse.Namespace) -> int:
         soft_and_hard=args.soft_and_hard,
         distractors=tuple(args.distractors),
     )
-    t0 = time.time()
+    cache = _feature_cache(args, cfg)
+    max_bytes = int(args.feature_cache_max_gb * 2**30)
+    if args.profile:
+        run = prepare_run(model, train, val, cfg, feature_cache=cache, feature_cache_max_bytes=max_bytes,
+                          init_from=args.init_from, init_base_changed=args.init_base_changed,
+                          progress=not args.quiet)  # fmt: skip
+        report = profile_training(run, args.profile, warmup_steps=args.profile_warmup)
+        report.config.update(base_dtype=str(dtype).removeprefix("torch."), feature_cache=cache is not None)
+        print(json.dumps(report.to_dict()) if args.json else report.table())
+        return 0
+    t0, c0 = time.time(), time.process_time()
     best = train_hypernet(
         model,
         train,
@@ -309,6 +323,8 @@ def cmd_train_hypernet(args: argparse.Namespace) -> int:
         max_steps_this_run=args.max_steps_this_run,
         init_from=args.init_from,
         init_base_changed=args.init_base_changed,
+        feature_cache=cache,
+        feature_cache_max_bytes=max_bytes,
     )
     record = {
         "command": " ".join(sys.argv),
@@ -318,12 +334,34 @@ def cmd_train_hypernet(args: argparse.Namespace) -> int:
         "n_val": len(val),
         "init_from": args.init_from,
         "seconds_this_run": round(time.time() - t0, 1),
+        "cpu_seconds_this_run": round(time.process_time() - c0, 1),
+        "base_dtype": str(dtype).removeprefix("torch."),
+        "feature_cache": None if cache is None else str(cache),
         "hardware": _hardware(),
         "config": cfg.to_dict(),
     }
+    runs = Path(args.out) / "runs.jsonl"  # one line per invocation: a resumed run keeps its history
+    with runs.open("a") as fh:
+        fh.write(json.dumps(record, default=str) + "\n")
     (Path(args.out) / "training.json").write_text(json.dumps(record, indent=2, default=str))
     print(f"best hypernetwork: {best}")
     return 0
+
+
+def _feature_cache(args: argparse.Namespace, cfg: Any) -> Path | None:
+    """``--feature-cache``: a directory, ``none``, or ``auto`` (``$AGENTHN_CACHE/features`` when the
+    run can use one: an answer-only adapter trained on gold answers, kl 0)."""
+    if args.feature_cache == "none":
+        return None
+    cacheable = not cfg.chat.adapter_on_prompt and cfg.kl_weight == 0
+    if args.feature_cache == "auto":
+        if not cacheable:
+            return None
+        root = Path(os.environ.get("AGENTHN_CACHE", Path.home() / ".cache" / "agenthn"))
+        return root / "features"
+    if not cacheable:
+        raise SystemExit("--feature-cache needs --answer-only and --kl-weight 0 (it stores no teacher)")
+    return Path(args.feature_cache)
 
 
 def cmd_data_english(args: argparse.Namespace) -> int:
@@ -600,6 +638,11 @@ def _layer_list(text: str) -> list[int]:
     return sorted(set(layers))
 
 
+def _state_list(text: str) -> list[int]:
+    """Hidden-state indices (``0,8,16,24,30`` or spans): as ``--layers``, 0 allowed."""
+    return _layer_list(text)
+
+
 def _fact_range(text: str) -> tuple[int, int]:
     """``"4"`` or ``"1-16"`` -> (lo, hi)."""
     try:
@@ -728,6 +771,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="--init-from was made for another base of the same shape (the base before a fine-tune)",
     )
     h.add_argument("--eval-every", type=_positive_int, default=100)
+    h.add_argument(
+        "--read-layers",
+        type=_state_list,
+        default=None,
+        help="hidden states the hypernetwork reads: 0 = embeddings, i = output of layer i-1 (e.g. 0,8,16,24,30; "
+        "default: all)",
+    )
+    h.add_argument(
+        "--feature-cache",
+        default="auto",
+        help="where the frozen base's features of the data are cached once and reused every epoch: a directory, "
+        "'auto' ($AGENTHN_CACHE/features when the run is answer-only with --kl-weight 0) or 'none'",
+    )
+    h.add_argument(
+        "--feature-cache-max-gb",
+        type=_positive_float,
+        default=40.0,
+        help="refuse to build a feature cache larger than this (the build says what it would take)",
+    )
+    h.add_argument(
+        "--base-dtype",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="dtype of the frozen base while training: auto = bfloat16 on CUDA, and on a CPU only where a "
+        "bf16 matmul measures faster than fp32 (AVX-512 BF16 / AMX)",
+    )
+    h.add_argument(
+        "--profile",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="time N steps (after one warm-up step) by phase and print questions per CPU-second; saves nothing",
+    )
+    h.add_argument(
+        "--profile-warmup",
+        type=_positive_int,
+        default=20,
+        metavar="W",
+        help="steps before --profile starts timing (default 20: a fresh hypernetwork's gates keep every token "
+        "for its first ~10 steps, so early steps cost several times a trained one's; 1 with --init-from)",
+    )
+    h.add_argument("--json", action="store_true", help="with --profile: one JSON line instead of the table")
     h.add_argument("--quiet", action="store_true")
     h.set_defaults(func=cmd_train_hypernet)
 

@@ -212,7 +212,8 @@ def test_answer_only_student_over_a_kv_cache_equals_the_masked_full_pass(arch, r
     import random
 
     from agenthn_langgraph.hypernet.batching import ExamplePool, make_batch
-    from agenthn_langgraph.hypernet.train import student_answer_only, student_full, student_plan, value_slots
+    from agenthn_langgraph.hypernet.features import read_texts, student_answer_only, student_full
+    from agenthn_langgraph.hypernet.train import student_plan, value_slots
 
     engine = WeightMemoryModel.from_pretrained(random_checkpoints[arch], device="cpu")
     chat = ChatFormat(system="Answer briefly.", adapter_on_prompt=False)
@@ -222,8 +223,6 @@ def test_answer_only_student_over_a_kv_cache_equals_the_masked_full_pass(arch, r
     b = make_batch(
         pool, random.Random(0), targets=4, questions_per_text=2, distractors=(2,), same_genre=0.5, pad_id=0, in_batch=2
     )
-    from agenthn_langgraph.hypernet.train import read_texts
-
     with torch.no_grad():
         states, captured = read_texts(engine, b.text_ids, b.text_mask)
         z = hn.encode(states, b.text_mask)

@@ -76,10 +76,10 @@ class Batch:
     value_mask: torch.Tensor  # [N, T] 1 on context tokens inside an answer span
     student_ids: torch.Tensor  # [Q, S] question prompt + gold answer (teacher forcing)
     student_mask: torch.Tensor
-    teacher_ids: torch.Tensor  # [Q, U] prompt with the text + gold answer
-    teacher_mask: torch.Tensor
+    teacher_ids: torch.Tensor | None  # [Q, U] prompt with the text + gold answer (None: no teacher)
+    teacher_mask: torch.Tensor | None
     student_pos: torch.Tensor  # [A, 2] (question row, position predicting the answer token)
-    teacher_pos: torch.Tensor  # [A, 2]
+    teacher_pos: torch.Tensor | None  # [A, 2]
     targets: torch.Tensor  # [A] gold answer tokens
     copy_pos: torch.Tensor  # [A, 2] (text row, context position of that token), (-1, -1) if none
     compose: list[list[int]]  # per question: text rows composed for it, its own first
@@ -92,6 +92,10 @@ class Batch:
     chunk_ids: torch.Tensor | None = None
     chunk_mask: torch.Tensor | None = None
     chunk_pos: torch.Tensor | None = None  # [A, 2] (question row, chunk position), in targets' order
+    # Which pool example each text row is, and (example, pair index) of each question row: what a
+    # feature cache looks its stored features up by.
+    text_examples: list[int] | None = None
+    question_keys: list[tuple[int, int]] | None = None
 
     @property
     def n_texts(self) -> int:
@@ -208,6 +212,7 @@ def make_batch(
     same_genre: float,
     pad_id: int,
     in_batch: int | None = None,
+    teacher: bool = True,
 ) -> Batch:
     """One step: ``targets`` texts, up to ``questions_per_text`` questions each, every target
     composed with a number of distractors drawn from ``distractors`` (e.g. ``(0, 1, 2, 4, 8)``).
@@ -216,6 +221,8 @@ def make_batch(
     step's own texts instead -- the other targets plus ``M`` extra texts, the targets drawn from
     two genres so most mates share attributes -- so a step reads ``targets + M`` texts, not
     ``targets x (1 + distractors)``: the base pass over the texts is what a large base pays most for.
+    ``teacher=False`` skips the teacher prompts (the text before every question), which only a
+    distillation loss reads.
     """
     rows: list[int] = []  # example index per text row
     row_of: dict[int, int] = {}
@@ -239,6 +246,7 @@ def make_batch(
         ):
             row(j)
     questions: list[tuple[int, TokenizedQA, list[int]]] = []
+    keys: list[tuple[int, int]] = []
     contexts: dict[int, TokenizedExample] = {}  # held for this batch whatever the LRU evicts meanwhile
     for i in rows:
         contexts[i] = pool.tokenized(i)  # type: ignore[assignment]
@@ -251,9 +259,14 @@ def make_batch(
                 contexts[j] = pool.tokenized(j)  # type: ignore[assignment]
         else:
             mates = pool.mates_among(t, [i for i in rows if i != t], n, rng, same_genre)
-        for qa in rng.sample(tok.qa, min(len(tok.qa), questions_per_text)):
-            questions.append((row_of[t], qa, [row_of[t], *(row(j) for j in mates)]))
-    teachers = [pool.prompts.teacher_ids(pool.examples[rows[r]].context, q.question) for r, q, _ in questions]
+        for k in rng.sample(range(len(tok.qa)), min(len(tok.qa), questions_per_text)):
+            questions.append((row_of[t], tok.qa[k], [row_of[t], *(row(j) for j in mates)]))
+            keys.append((t, k))
+    teachers = (
+        [pool.prompts.teacher_ids(pool.examples[rows[r]].context, q.question) for r, q, _ in questions]
+        if teacher
+        else None
+    )
     ordered = [contexts[i] for i in rows]
     text_ids, text_mask = pad_sequences([c.context for c in ordered], pad_id)
     value_mask = torch.zeros(text_ids.shape)
@@ -263,14 +276,17 @@ def make_batch(
     student_ids, student_mask = pad_sequences([q.student + q.answer for _, q, _ in questions], pad_id)
     prompt_ids, prompt_mask = pad_sequences([q.student[:-1] for _, q, _ in questions], pad_id, side="left")
     chunk_ids, chunk_mask = pad_sequences([q.student[-1:] + q.answer[:-1] for _, q, _ in questions], pad_id)
-    teacher_ids, teacher_mask = pad_sequences(
-        [t + q.answer for t, (_, q, _) in zip(teachers, questions, strict=True)], pad_id
-    )
+    teacher_ids = teacher_mask = None
+    if teachers is not None:
+        teacher_ids, teacher_mask = pad_sequences(
+            [t + q.answer for t, (_, q, _) in zip(teachers, questions, strict=True)], pad_id
+        )
     s_pos, t_pos, targets_, copy_pos = [], [], [], []
     for qi, (text_row, q, _) in enumerate(questions):
         for j, token in enumerate(q.answer):
             s_pos.append((qi, len(q.student) - 1 + j))
-            t_pos.append((qi, len(teachers[qi]) - 1 + j))
+            if teachers is not None:
+                t_pos.append((qi, len(teachers[qi]) - 1 + j))
             targets_.append(token)
             copy_pos.append((text_row, q.copies[j]) if q.copies[j] >= 0 else (-1, -1))
     return Batch(
@@ -282,7 +298,7 @@ def make_batch(
         teacher_ids=teacher_ids,
         teacher_mask=teacher_mask,
         student_pos=torch.tensor(s_pos),
-        teacher_pos=torch.tensor(t_pos),
+        teacher_pos=torch.tensor(t_pos) if teachers is not None else None,
         targets=torch.tensor(targets_),
         copy_pos=torch.tensor(copy_pos),
         prompt_ids=prompt_ids,
@@ -291,4 +307,6 @@ def make_batch(
         chunk_mask=chunk_mask,
         chunk_pos=torch.tensor([(qi, j) for qi, (_, q, _) in enumerate(questions) for j in range(len(q.answer))]),
         compose=[c for _, _, c in questions],
+        text_examples=list(rows),
+        question_keys=keys,
     )

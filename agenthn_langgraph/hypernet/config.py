@@ -9,8 +9,9 @@ prompts, and on how many generated tokens the adapter acts.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ..errors import CheckpointError
 
@@ -37,6 +38,7 @@ TARGET_MODULES: dict[str, tuple[str, ...]] = {
     "phi3": ("mlp.down_proj", "mlp.gate_up_proj", "self_attn.qkv_proj", "self_attn.o_proj"),
 }
 DEFAULT_TARGETS = ("mlp.down_proj",)
+T = TypeVar("T")
 
 
 def target_suffixes(model_type: str, requested: tuple[str, ...] | list[str] | None = None) -> tuple[str, ...]:
@@ -145,7 +147,7 @@ class D2LSettings:
 @dataclass
 class HypernetConfig:
     base_hidden_size: int
-    n_states: int  # hidden states read per token: embeddings + every decoder layer's output
+    n_states: int  # hidden states read per token: len(read_layers), or embeddings + every decoder layer's output
     targets: dict[str, tuple[int, int]]  # module name -> (d_in, d_out)
     width: int = 256
     mixer_layers: int = 2
@@ -166,8 +168,21 @@ class HypernetConfig:
     """``pieces``: our token-piece hypernetwork (:mod:`.model`); ``d2l``: Sakana AI's Doc-to-LoRA
     architecture (:mod:`.d2l`), settings in ``d2l``. Configs written before kinds existed are ``pieces``."""
     d2l: D2LSettings | None = None
+    read_layers: tuple[int, ...] | None = None
+    """Which of the base's hidden states the hypernetwork reads (``output_hidden_states`` indices:
+    0 the embeddings, ``i`` the output of decoder layer ``i - 1``); ``None``: all of them. A few
+    layers carry what the mixer needs (which tokens are values, what they answer), and each one
+    read is a per-token feature to compute, cache and project."""
 
     def __post_init__(self) -> None:
+        if self.read_layers is not None:
+            self.read_layers = tuple(int(i) for i in self.read_layers)
+            if len(self.read_layers) != self.n_states or len(set(self.read_layers)) != len(self.read_layers):
+                raise CheckpointError(
+                    f"read_layers {self.read_layers} must be n_states={self.n_states} distinct indices"
+                )
+            if min(self.read_layers) < 0:
+                raise CheckpointError(f"read_layers must be non-negative, got {self.read_layers}")
         if self.selection not in ("top_r", "gated"):
             raise CheckpointError(f"unknown selection {self.selection!r}")
         if self.rank < 1 or (self.max_rank is not None and self.max_rank < self.rank):
@@ -176,6 +191,22 @@ class HypernetConfig:
             raise CheckpointError(f"unknown hypernetwork kind {self.kind!r}")
         if (self.kind == "d2l") != (self.d2l is not None):
             raise CheckpointError("a hypernetwork of kind 'd2l' needs d2l settings, and only it has them")
+
+    def read_states(self, hidden_states: Sequence[T]) -> tuple[T, ...]:
+        """The hidden states this hypernetwork reads, from all of them or already chosen.
+
+        ``hidden_states`` is either every state a base pass returns (``output_hidden_states``) or
+        exactly the ``n_states`` it reads (a feature cache stores only those).
+
+        >>> cfg = HypernetConfig(base_hidden_size=4, n_states=2, targets={}, read_layers=(1, 3))
+        >>> cfg.read_states(["e", "l0", "l1", "l2"]), cfg.read_states(["l0", "l2"])
+        (('l0', 'l2'), ('l0', 'l2'))
+        """
+        if len(hidden_states) == self.n_states:
+            return tuple(hidden_states)
+        if self.read_layers is None or len(hidden_states) <= max(self.read_layers):
+            raise ValueError(f"expected {self.n_states} hidden states (or all of a base's), got {len(hidden_states)}")
+        return tuple(hidden_states[i] for i in self.read_layers)
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -193,6 +224,8 @@ class HypernetConfig:
         d["chat"] = ChatFormat(**d.get("chat", {}))
         if d.get("d2l") is not None:
             d["d2l"] = D2LSettings(**d["d2l"])
+        if d.get("read_layers") is not None:
+            d["read_layers"] = tuple(d["read_layers"])
         return cls(**d)
 
     def with_chat(self, **changes: Any) -> HypernetConfig:

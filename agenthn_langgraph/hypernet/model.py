@@ -167,6 +167,25 @@ class _ModuleHead(nn.Module):
         return F.normalize(key, dim=-1), value
 
 
+class ModuleInputs:
+    """Each target module's input over a batch of texts, as the pieces' keys need it.
+
+    A key is the module's input at a kept token, centred on the text's mean input
+    (:meth:`centred`). This default computes both from the whole input [N, T, d_in] that
+    ``full(name)`` gives (a recorder of the base pass); a feature cache overrides :meth:`centred`
+    to recompute the kept rows only, with the mean it stored.
+    """
+
+    def __init__(self, full: Callable[[str], torch.Tensor], mask: torch.Tensor) -> None:
+        self.full = full
+        self.mask = mask
+
+    def centred(self, name: str, idx: torch.Tensor) -> torch.Tensor:
+        """Rows ``idx`` [N, K] of module ``name``'s input minus each text's mean input -> [N, K, d_in]."""
+        x = self.full(name)[:, : self.mask.shape[1]].float()
+        return _gather(x, idx) - _masked_mean(x, self.mask)
+
+
 def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Rows ``idx`` [N, K] of ``x`` [N, T, d] -> [N, K, d]."""
     return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
@@ -210,9 +229,11 @@ class Hypernetwork(nn.Module):
         return name.replace(".", "__")
 
     def encode(self, hidden_states: Sequence[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
-        """Per-token features [N, T, width]: every layer's state, projected, then mixed across tokens."""
-        if len(hidden_states) != self.config.n_states:
-            raise ValueError(f"expected {self.config.n_states} hidden states, got {len(hidden_states)}")
+        """Per-token features [N, T, width]: the states it reads, projected, then mixed across tokens.
+
+        ``hidden_states``: every state of a base pass, or the ``n_states`` it reads (``config.read_layers``).
+        """
+        hidden_states = self.config.read_states(hidden_states)
         t = attention_mask.shape[1]
         if t > self.config.window:
             raise ValueError(f"{t} tokens exceed the encoder window of {self.config.window}; chunk first")
@@ -270,7 +291,7 @@ class Hypernetwork(nn.Module):
         self,
         z: torch.Tensor,
         mask: torch.Tensor,
-        module_input: Callable[[str], torch.Tensor],
+        module_input: Callable[[str], torch.Tensor] | ModuleInputs,
         token_out: torch.Tensor | None = None,
         *,
         also_at: torch.Tensor | None = None,
@@ -279,12 +300,14 @@ class Hypernetwork(nn.Module):
 
         Returns (pieces, rank per text [N], keys at ``also_at``). Streams the target modules:
         ``module_input(name)`` gives one module's input [N, T, d_in] at a time, reduced to its mean
-        and its selected rows before the next is asked for. Differentiable (training's hard
+        and its selected rows before the next is asked for (or a :class:`ModuleInputs` gives the
+        centred rows directly). Differentiable (training's hard
         adapters come from here too): a kept piece's key carries its gate's straight-through factor.
         ``also_at`` [N, V] (optional): more positions whose keys are returned per module (training
         asks for the answer spans' keys); negative entries give zero keys.
         """
         mask = mask.to(z.dtype)
+        inputs = module_input if isinstance(module_input, ModuleInputs) else ModuleInputs(module_input, mask)
         heads = [self.heads[self._key(n)] for n in self._names]
         gates = self.gates(z, mask)
         cfg = self.config
@@ -301,9 +324,7 @@ class Hypernetwork(nn.Module):
             valid = torch.gather(mask, 1, idx) * (torch.arange(k, device=idx.device) < ranks[:, None])
             if also_at is not None:
                 idx = torch.cat([idx, also_at.clamp(min=0)], 1)
-            x = module_input(name)[:, : mask.shape[1]].float()
-            centred = _gather(x, idx) - _masked_mean(x, mask)
-            del x
+            centred = inputs.centred(name, idx)
             key, value = head.piece(_gather(z, idx), centred, None if token_out is None else _gather(token_out, idx))
             if also_at is not None:
                 extra[name] = key[:, k:] * (also_at >= 0).unsqueeze(-1)
@@ -317,7 +338,7 @@ class Hypernetwork(nn.Module):
         self,
         hidden_states: Sequence[torch.Tensor],
         attention_mask: torch.Tensor,
-        module_input: Callable[[str], torch.Tensor],
+        module_input: Callable[[str], torch.Tensor] | ModuleInputs,
         token_out: torch.Tensor | None = None,
     ) -> tuple[Pieces, torch.Tensor]:
         """The shipped adapters for a batch of texts: (pieces, rank per text [N]).

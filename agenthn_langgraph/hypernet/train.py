@@ -24,14 +24,14 @@ autocast when present, fp32 on CPU.
 
 from __future__ import annotations
 
-import copy
 import json
+import os
 import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +44,10 @@ from ..lora.inject import InjectionPlan
 from ..training import CosineSchedule, load_checkpoint, return_freed_memory, save_checkpoint, step_seed
 from .batching import Batch, ExamplePool, make_batch
 from .config import ChatFormat, HypernetConfig
-from .model import Hypernetwork, Pieces, _gather, read_checkpoint, token_unembeddings
+from .feature_cache import FeatureCache
+from .features import CachedFeatures, LiveFeatures, answer_logits
+from .model import Hypernetwork, Pieces, _gather, read_checkpoint
+from .profile import NO_PROFILER, StepProfile, StepProfiler
 
 
 @dataclass
@@ -75,6 +78,7 @@ class HypernetTrainConfig:
     selection: str = "gated"
     gate_threshold: float = 0.5
     window: int = 256
+    read_layers: tuple[int, ...] | None = None  # hidden states the hypernetwork reads (None: all)
     chat: ChatFormat = field(default_factory=ChatFormat)
     eval_every: int = 100
     eval_batches: int = 8
@@ -83,15 +87,20 @@ class HypernetTrainConfig:
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["distractors"] = list(self.distractors)
+        d["read_layers"] = None if self.read_layers is None else list(self.read_layers)
         return d
 
 
 def build_hypernet(model: WeightMemoryModel, cfg: HypernetTrainConfig) -> Hypernetwork:
     base_cfg = model.base.config
+    read = cfg.read_layers
+    if read is not None and (not read or max(read) > base_cfg.num_hidden_layers):
+        raise ValueError(f"read_layers {read} must be hidden-state indices 0..{base_cfg.num_hidden_layers}")
     return Hypernetwork(
         HypernetConfig(
             base_hidden_size=base_cfg.hidden_size,
-            n_states=base_cfg.num_hidden_layers + 1,
+            n_states=base_cfg.num_hidden_layers + 1 if read is None else len(read),
+            read_layers=None if read is None else tuple(read),
             targets=model.injector.module_shapes(),
             width=cfg.width,
             mixer_layers=cfg.mixer_layers,
@@ -141,19 +150,11 @@ def student_plan(soft: Pieces | None, hard: Pieces, b: Batch, kinds: Sequence[st
     return InjectionPlan(weights, mask)
 
 
-def answer_logits(base: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """The LM head on the answer positions only ([A, d] -> [A, vocab]): a vocabulary-wide product
-    over every prompt position is most of a small model's forward. Gemma's final soft-capping kept."""
-    logits = base.get_output_embeddings()(hidden)
-    cap = getattr(base.config, "final_logit_softcapping", None)
-    return torch.tanh(logits / cap) * cap if cap else logits
-
-
 def distill_loss(
-    logits: torch.Tensor, teacher_logp: torch.Tensor | None, targets: torch.Tensor, cfg: HypernetTrainConfig
+    logp: torch.Tensor, teacher_logp: torch.Tensor | None, targets: torch.Tensor, cfg: HypernetTrainConfig
 ) -> torch.Tensor:
-    """KL(teacher || student) + CE(gold), per answer token, averaged (CE alone without a teacher)."""
-    logp = F.log_softmax(logits.float(), -1)
+    """KL(teacher || student) + CE(gold) from the student's log-probabilities, per answer token,
+    averaged (CE alone without a teacher)."""
     loss = cfg.ce_weight * F.nll_loss(logp, targets)
     if teacher_logp is not None:
         loss = loss + cfg.kl_weight * (teacher_logp.exp() * (teacher_logp - logp)).sum(-1).mean()
@@ -198,189 +199,103 @@ class StepOutput:
     metrics: dict[str, float]
 
 
-@torch.no_grad()
-def read_texts(
-    model: WeightMemoryModel, ids: torch.Tensor, mask: torch.Tensor, *, group: int = 4
-) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]:
-    """The frozen base over the step's texts: every layer's hidden states and each target module's
-    input, [N, T, .] each, as one padded pass would give them.
+Features = LiveFeatures | CachedFeatures
 
-    The texts run in groups of similar length, each padded only to its own longest: texts of a
-    step differ in length by 2-3x, and a large base pays for every padding token.
+
+def forward_step(
+    hypernet: Hypernetwork, b: Batch, cfg: HypernetTrainConfig, features: Features, prof: Any = NO_PROFILER
+) -> StepOutput:
+    """Every loss of one batch (``b`` already on the model's device).
+
+    ``features`` supplies what the frozen base computes (live, or from a feature cache); ``prof``
+    times the phases (:mod:`.profile`).
     """
-    order = torch.argsort(mask.sum(1), descending=True)
-    states: list[list[torch.Tensor]] = []
-    inputs: dict[str, list[torch.Tensor]] = {}
-    t = ids.shape[1]
-
-    def pad(x: torch.Tensor) -> torch.Tensor:
-        return F.pad(x, (0, 0, 0, t - x.shape[1]))
-
-    for start in range(0, len(order), group):
-        rows = order[start : start + group]
-        width = int(mask[rows].sum(1).max())
-        with model.injector.capture_inputs() as captured:  # the decoder alone: no logits over the texts
-            out = model.base.base_model(
-                input_ids=ids[rows, :width],
-                attention_mask=mask[rows, :width],
-                output_hidden_states=True,
-                use_cache=False,
-            )
-        states.append([pad(h) for h in out.hidden_states])
-        for name, x in captured.items():
-            inputs.setdefault(name, []).append(pad(x))
-    back = torch.argsort(order)
-    hidden = tuple(torch.cat([g[i] for g in states])[back] for i in range(len(states[0])))
-    return hidden, {n: torch.cat(xs)[back] for n, xs in inputs.items()}
-
-
-@torch.no_grad()
-def teacher_log_probs(base: torch.nn.Module, b: Batch) -> torch.Tensor:
-    """The frozen base reading the text: log-probabilities at every answer token [A, vocab]."""
-    hidden = base.base_model(input_ids=b.teacher_ids, attention_mask=b.teacher_mask, use_cache=False).last_hidden_state
-    return F.log_softmax(answer_logits(base, hidden[b.teacher_pos[:, 0], b.teacher_pos[:, 1]]).float(), -1)
-
-
-def student_full(
-    model: WeightMemoryModel, b: Batch, plan: InjectionPlan, order: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Student rows (question ``order[i]`` each) over whole sequences, the adapter on every token.
-
-    Returns the last hidden state at (``rows``, ``cols``) [A', d], and each target module's input
-    on the plain base where each answer token is due [A, d_in] (the keys' InfoNCE targets).
-    """
-    base = model.base
-    with torch.no_grad(), model.injector.capture_inputs() as captured:
-        base.base_model(input_ids=b.student_ids, attention_mask=b.student_mask, use_cache=False)
-    queries = {n: x[b.student_pos[:, 0], b.student_pos[:, 1]].float() for n, x in captured.items()}
-    with model.injector.use_plan(plan):
-        hidden = base.base_model(
-            input_ids=b.student_ids[order], attention_mask=b.student_mask[order], use_cache=False
-        ).last_hidden_state
-    return hidden[rows, cols], queries
-
-
-def student_answer_only(
-    model: WeightMemoryModel, b: Batch, plan: InjectionPlan, order: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """As :func:`student_full` for an adapter that acts on the answer only (``cols`` index the chunk).
-
-    The prompt runs once, without gradients, into a KV cache; only the answer chunk runs with the
-    adapter, so the backward pass covers a few tokens per question instead of the whole prompt.
-    """
-    assert b.prompt_ids is not None and b.prompt_mask is not None and b.chunk_ids is not None
-    assert b.chunk_mask is not None and b.chunk_pos is not None
-    if int(b.prompt_mask.sum(1).min()) == 0:
-        raise ValueError("a student prompt of one token leaves nothing to cache before the answer")
-    base = model.base
-    prompt_len = b.prompt_mask.sum(1, keepdim=True)
-    chunk_positions = prompt_len + torch.arange(b.chunk_ids.shape[1], device=prompt_len.device)
-    full_mask = torch.cat([b.prompt_mask, b.chunk_mask], 1)
+    base = features.model.base
     with torch.no_grad():
-        cache = base.base_model(
-            input_ids=b.prompt_ids,
-            attention_mask=b.prompt_mask,
-            position_ids=(b.prompt_mask.cumsum(1) - 1).clamp(min=0),
-            use_cache=True,
-        ).past_key_values
-        plain = copy.deepcopy(cache)  # the base's own pass over the answer extends a copy
-        with model.injector.capture_inputs() as captured:
-            base.base_model(
-                input_ids=b.chunk_ids, attention_mask=full_mask, position_ids=chunk_positions, past_key_values=plain
+        with prof.phase("text_reads"):
+            text = features.texts(b)
+        with prof.phase("teacher"):
+            teacher_logp = features.teacher(b) if cfg.kl_weight > 0 else None
+    with prof.phase("hypernetwork"):
+        positions, slot = value_slots(b.value_mask)
+        if cfg.soft_and_hard == "hard":  # pieces for the kept tokens and the answer spans only
+            z = hypernet.encode(text.states, b.text_mask)
+            hard, ranks, value_keys = hypernet.select_pieces(
+                z, b.text_mask, text.inputs, text.token_out, also_at=positions
             )
-        del plain
-        queries = {n: x[b.chunk_pos[:, 0], b.chunk_pos[:, 1]].float() for n, x in captured.items()}
-        if len(order) != len(b.compose) or bool((order != torch.arange(len(order), device=order.device)).any()):
-            cache.reorder_cache(order)
-    token_mask = b.chunk_mask[order].float()
-    with model.injector.use_plan(plan.at_positions(token_mask)):
-        hidden = base.base_model(
-            input_ids=b.chunk_ids[order],
-            attention_mask=full_mask[order],
-            position_ids=chunk_positions[order],
-            past_key_values=cache,
-        ).last_hidden_state
-    return hidden[rows, cols], queries
-
-
-def forward_step(model: WeightMemoryModel, hypernet: Hypernetwork, b: Batch, cfg: HypernetTrainConfig) -> StepOutput:
-    """Every loss of one batch (``b`` already on the model's device)."""
-    base = model.base
-    with torch.no_grad():
-        text_states, captured = read_texts(model, b.text_ids, b.text_mask)
-        token_out = token_unembeddings(base, b.text_ids)
-        teacher_logp = teacher_log_probs(base, b) if cfg.kl_weight > 0 else None
-    positions, slot = value_slots(b.value_mask)
-    if cfg.soft_and_hard == "hard":  # pieces for the kept tokens and the answer spans only
-        z = hypernet.encode(text_states, b.text_mask)
-        hard, ranks, value_keys = hypernet.select_pieces(
-            z, b.text_mask, captured.__getitem__, token_out, also_at=positions
-        )
-        gates = dict(zip(hypernet.config.targets, hypernet.gates(z, b.text_mask.to(z.dtype)), strict=True))
-        soft = None
-    else:  # every token's piece: the soft adapter needs them all
-        pieces = hypernet(text_states, b.text_mask, captured, token_out)
-        hard, ranks = (
-            pieces.gated(cfg.gate_threshold, cfg.rank, cfg.max_rank)
-            if cfg.selection == "gated"
-            else (pieces.top_r(cfg.rank), torch.full((b.n_texts,), cfg.rank))
-        )
-        value_keys = {
-            n: _gather(a, positions.clamp(min=0)) * (positions >= 0).unsqueeze(-1) for n, a in pieces.a.items()
-        }
-        gates, soft = pieces.gate, pieces.soft()
-    # student rows: every question with its soft and its hard adapter ("both"), or one of the two
-    q = len(b.compose)
-    kinds = {
-        "both": ["soft"] * q + ["hard"] * q,
-        "alternate": ["soft", "hard"] * (q // 2) + ["hard"] * (q % 2),
-        "hard": ["hard"] * q,
-    }[cfg.soft_and_hard]
-    order = torch.arange(len(kinds), device=b.student_ids.device) % q
-    plan = student_plan(soft, hard, b, kinds, n_targets=b.n_targets)
-    a_q = b.student_pos[:, 0]  # answer tokens: (question, position)
-    rows_of = [torch.nonzero(order == qi).flatten() for qi in range(q)]
-    pos_rows = torch.cat([rows_of[int(qi)] for qi in a_q])  # every student row of each answer token's question
-    per_token = torch.tensor([len(rows_of[int(qi)]) for qi in a_q], device=a_q.device)
-    tok_idx = torch.repeat_interleave(torch.arange(len(a_q), device=a_q.device), per_token)
-    if cfg.chat.adapter_on_prompt:
-        hidden, queries = student_full(model, b, plan, order, pos_rows, b.student_pos[tok_idx, 1])
-    else:
-        hidden, queries = student_answer_only(model, b, plan, order, pos_rows, b.chunk_pos[tok_idx, 1])
-    logits = answer_logits(base, hidden)
-    targets = b.targets[tok_idx]
-    loss = distill_loss(logits, None if teacher_logp is None else teacher_logp[tok_idx], targets, cfg)
-    row_kind = [kinds[int(r)] for r in pos_rows]
-    metrics: dict[str, float] = {}
-    for kind in ("soft", "hard"):
-        sel = torch.tensor([k == kind for k in row_kind], device=logits.device)
-        if sel.any():
-            metrics[f"acc_{kind}"] = (logits[sel].argmax(-1) == targets[sel]).float().mean().item()
-            metrics[f"ce_{kind}"] = F.cross_entropy(logits[sel].float(), targets[sel]).item()
-    if teacher_logp is not None:
-        metrics["acc_teacher"] = (teacher_logp.argmax(-1) == b.targets).float().mean().item()
-    metrics["rank"] = ranks.float().mean().item()
-    text_mask = b.text_mask.float()
-    target_slot = torch.where(b.copy_pos[:, 0] >= 0, slot[b.copy_pos[:, 0], b.copy_pos[:, 1]], -1)
-    for name, gate in gates.items():
-        bce = F.binary_cross_entropy(gate.clamp(1e-6, 1 - 1e-6), b.value_mask, reduction="none")
-        loss = loss + cfg.gate_aux * (bce * text_mask).sum() / text_mask.sum()  # each module's gates decide its pieces
-        loss = loss + cfg.key_aux * key_infonce(
-            value_keys[name], positions >= 0, queries[name], target_slot, cfg.key_temperature
-        ) / len(gates)
+            gates = dict(zip(hypernet.config.targets, hypernet.gates(z, b.text_mask.to(z.dtype)), strict=True))
+            soft = None
+        else:  # every token's piece: the soft adapter needs them all
+            full = {n: text.inputs.full(n) for n in hypernet.config.targets}
+            pieces = hypernet(text.states, b.text_mask, full, text.token_out)
+            del full
+            hard, ranks = (
+                pieces.gated(cfg.gate_threshold, cfg.rank, cfg.max_rank)
+                if cfg.selection == "gated"
+                else (pieces.top_r(cfg.rank), torch.full((b.n_texts,), cfg.rank))
+            )
+            value_keys = {
+                n: _gather(a, positions.clamp(min=0)) * (positions >= 0).unsqueeze(-1) for n, a in pieces.a.items()
+            }
+            gates, soft = pieces.gate, pieces.soft()
+        # student rows: every question with its soft and its hard adapter ("both"), or one of the two
+        q = len(b.compose)
+        kinds = {
+            "both": ["soft"] * q + ["hard"] * q,
+            "alternate": ["soft", "hard"] * (q // 2) + ["hard"] * (q % 2),
+            "hard": ["hard"] * q,
+        }[cfg.soft_and_hard]
+        order = torch.arange(len(kinds), device=b.student_ids.device) % q
+        plan = student_plan(soft, hard, b, kinds, n_targets=b.n_targets)
+        a_q = b.student_pos[:, 0]  # answer tokens: (question, position)
+        rows_of = [torch.nonzero(order == qi).flatten() for qi in range(q)]
+        pos_rows = torch.cat([rows_of[int(qi)] for qi in a_q])  # every student row of each answer token's question
+        per_token = torch.tensor([len(rows_of[int(qi)]) for qi in a_q], device=a_q.device)
+        tok_idx = torch.repeat_interleave(torch.arange(len(a_q), device=a_q.device), per_token)
+        cols = (b.student_pos if cfg.chat.adapter_on_prompt else b.chunk_pos)[tok_idx, 1]
+    hidden, queries = features.student(b, plan, order, pos_rows, cols, prof)
+    with prof.phase("student_answer"):
+        logits = answer_logits(base, hidden)
+    with prof.phase("losses"):
+        targets = b.targets[tok_idx]
+        logp = F.log_softmax(logits.float(), -1)
+        loss = distill_loss(logp, None if teacher_logp is None else teacher_logp[tok_idx], targets, cfg)
+        metrics: dict[str, float] = {}
+        with torch.no_grad():  # per kind of adapter, from the same log-probabilities
+            hit = logp.argmax(-1) == targets
+            token_ce = -logp.gather(1, targets.unsqueeze(1)).squeeze(1)
+            row_kind = torch.tensor([kinds[int(r)] == "soft" for r in pos_rows], device=logp.device)
+            for kind, sel in (("soft", row_kind), ("hard", ~row_kind)):
+                if sel.any():
+                    metrics[f"acc_{kind}"] = hit[sel].float().mean().item()
+                    metrics[f"ce_{kind}"] = token_ce[sel].mean().item()
+        if teacher_logp is not None:
+            metrics["acc_teacher"] = (teacher_logp.argmax(-1) == b.targets).float().mean().item()
+        metrics["rank"] = ranks.float().mean().item()
+        metrics["questions"] = float(q)
+        text_mask = b.text_mask.float()
+        target_slot = torch.where(b.copy_pos[:, 0] >= 0, slot[b.copy_pos[:, 0], b.copy_pos[:, 1]], -1)
+        for name, gate in gates.items():
+            bce = F.binary_cross_entropy(gate.clamp(1e-6, 1 - 1e-6), b.value_mask, reduction="none")
+            loss = (
+                loss + cfg.gate_aux * (bce * text_mask).sum() / text_mask.sum()
+            )  # each module's gates decide its pieces
+            loss = loss + cfg.key_aux * key_infonce(
+                value_keys[name], positions >= 0, queries[name], target_slot, cfg.key_temperature
+            ) / len(gates)
     return StepOutput(loss, metrics)
 
 
 # ---------------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def estimate_loss(
-    model: WeightMemoryModel, hypernet: Hypernetwork, batches: Sequence[Batch], cfg: HypernetTrainConfig
+    hypernet: Hypernetwork, batches: Sequence[Batch], cfg: HypernetTrainConfig, features: Features
 ) -> dict[str, float]:
     """Mean loss and metrics over fixed validation batches (the hypernetwork in eval mode)."""
     hypernet.eval()
     totals: dict[str, float] = {}
     for b in batches:
-        out = forward_step(model, hypernet, b.to(model.device), cfg)
+        out = forward_step(hypernet, b.to(features.model.device), cfg, features)
         for k, v in {"loss": out.loss.item(), **out.metrics}.items():
             totals[k] = totals.get(k, 0.0) + v / len(batches)
     hypernet.train()
@@ -415,36 +330,94 @@ def warm_start(hypernet: Hypernetwork, init_from: str | Path, *, base_changed: b
         ) from e
 
 
-def train_hypernet(
+@dataclass
+class TrainingRun:
+    """Everything a run's steps share: the hypernetwork and its optimizer, the data, the features."""
+
+    model: WeightMemoryModel
+    cfg: HypernetTrainConfig
+    hypernet: Hypernetwork
+    opt: torch.optim.Optimizer
+    schedule: CosineSchedule
+    train_pool: ExamplePool
+    val_batches: list[Batch]
+    features: Features
+    val_features: Features
+
+    def batch(self, step: int) -> Batch:
+        """Step ``step``'s batch: a pure function of the seed and the step (resuming replays it)."""
+        rng = random.Random(step_seed(self.cfg.seed, step, stream=1))
+        return _batch_for(self.model, self.cfg, self.train_pool, rng, self.cfg.distractors).to(self.model.device)
+
+    def step(self, step: int, prof: Any = NO_PROFILER) -> StepOutput:
+        """One optimizer step (the schedule's learning rate for ``step``)."""
+        self.schedule.apply(self.opt, step)
+        with prof.phase("batch"):
+            b = self.batch(step)
+        with _autocast(self.model.device):
+            out = forward_step(self.hypernet, b, self.cfg, self.features, prof)
+        with prof.phase("backward"):
+            self.opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+        with prof.phase("optimizer"):
+            torch.nn.utils.clip_grad_norm_(self.hypernet.parameters(), 1.0)
+            self.opt.step()
+        return out
+
+    def validate(self) -> dict[str, float]:
+        with _autocast(self.model.device):
+            return estimate_loss(self.hypernet, self.val_batches, self.cfg, self.val_features)
+
+
+def _autocast(device: torch.device) -> Any:
+    """bf16 autocast on CUDA; on a CPU the frozen base's own dtype decides (see ``base_dtype``)."""
+    return (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
+
+
+def _batch_for(
+    model: WeightMemoryModel,
+    cfg: HypernetTrainConfig,
+    pool: ExamplePool,
+    rng: random.Random,
+    distractors: Sequence[int],
+) -> Batch:
+    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    return make_batch(
+        pool,
+        rng,
+        targets=cfg.targets,
+        questions_per_text=cfg.questions_per_text,
+        distractors=distractors,
+        same_genre=cfg.same_genre,
+        pad_id=pad,
+        in_batch=cfg.in_batch_distractors,
+        teacher=cfg.kl_weight > 0,
+    )
+
+
+def prepare_run(
     model: WeightMemoryModel,
     train: Sequence[QAExample],
     val: Sequence[QAExample],
     cfg: HypernetTrainConfig,
-    out_dir: str | Path,
     *,
-    max_steps_this_run: int | None = None,
     init_from: str | Path | None = None,
     init_base_changed: bool = False,
+    feature_cache: str | os.PathLike[str] | None = None,
+    feature_cache_max_bytes: int | None = None,
     progress: bool = True,
-) -> Path:
-    """Meta-train a hypernetwork for ``model``'s base on QA examples; returns the best checkpoint dir.
+) -> TrainingRun:
+    """Build a run's hypernetwork, optimizer, pools, fixed validation batches and feature sources.
 
-    ``out_dir`` gets ``ckpt.pt`` (resume state), ``hypernet/`` (the best by validation loss, in the
-    shipped safetensors + JSON format) and ``train_log.jsonl`` (one line per evaluation).
-    ``max_steps_this_run`` stops early (checkpointing first), e.g. to fit a time budget.
-    ``init_from``: a hypernetwork checkpoint of the same base and shape to start from (a new
-    schedule and optimizer: fine-tuning an earlier run on harder data); ``ckpt.pt`` in ``out_dir``
-    still wins, so an interrupted warm-started run resumes where it stopped. ``init_base_changed``
-    lets ``init_from`` come from another base of the same shape (:func:`warm_start`).
+    ``feature_cache``: a root directory for the datasets' frozen-base features (each split's cache
+    is built on first use, resumed if a build was cut off, reused afterwards; :mod:`.feature_cache`).
+    ``None``: the base runs live every step.
     """
     if not train or not val:
         raise ValueError("train and val must both hold examples")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     device = model.device
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    )
     torch.manual_seed(cfg.seed)
     hypernet = build_hypernet(model, cfg).to(device)
     if init_from is not None:
@@ -458,67 +431,137 @@ def train_hypernet(
         weight_decay=0.0,
         betas=(0.9, 0.98),
     )
-    schedule = CosineSchedule(cfg.lr, cfg.warmup, cfg.steps, floor=0.05)
-    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
     train_pool = ExamplePool(train, model.prompts, window=cfg.window)
     val_pool = ExamplePool(val, model.prompts, window=cfg.window)
-
-    def batch_for(pool: ExamplePool, rng: random.Random, distractors: Sequence[int]) -> Batch:
-        return make_batch(
-            pool,
-            rng,
-            targets=cfg.targets,
-            questions_per_text=cfg.questions_per_text,
-            distractors=distractors,
-            same_genre=cfg.same_genre,
-            pad_id=pad,
-            in_batch=cfg.in_batch_distractors,
-        )
-
     # fixed validation batches: the same questions and distractors at every evaluation
     val_rng = random.Random(step_seed(cfg.seed, 0, stream=2))
     val_batches = [
-        batch_for(val_pool, val_rng, (cfg.distractors[i % len(cfg.distractors)],)) for i in range(cfg.eval_batches)
+        _batch_for(model, cfg, val_pool, val_rng, (cfg.distractors[i % len(cfg.distractors)],))
+        for i in range(cfg.eval_batches)
     ]
+    features: Features
+    val_features: Features
+    if feature_cache is None:
+        features = val_features = LiveFeatures(model, hypernet.config)
+    else:
+        root = Path(feature_cache)
+        caches = [
+            FeatureCache.open_or_build(
+                model, hypernet.config, examples, root, max_bytes=feature_cache_max_bytes, progress=progress
+            )
+            for examples in (val, train)
+        ]
+        val_features, features = (CachedFeatures(model, hypernet.config, c) for c in caches)
+    return TrainingRun(
+        model=model,
+        cfg=cfg,
+        hypernet=hypernet,
+        opt=opt,
+        schedule=CosineSchedule(cfg.lr, cfg.warmup, cfg.steps, floor=0.05),
+        train_pool=train_pool,
+        val_batches=val_batches,
+        features=features,
+        val_features=val_features,
+    )
 
+
+def profile_training(run: TrainingRun, steps: int, *, warmup_steps: int = 1) -> StepProfile:
+    """Run ``warmup_steps + steps`` optimizer steps from step 0, timing every phase (nothing is saved).
+
+    The hypernetwork trains during them, as it would in a run; the report is the median step
+    after the warm-up (first-call allocations and lazy caches excluded).
+    """
+    prof = StepProfiler()
+    run.hypernet.train()
+    for step in range(warmup_steps + steps):
+        prof.start_step()
+        out = run.step(step, prof)
+        prof.end_step(questions=int(out.metrics.get("questions", 0)))
+        if run.model.device.type == "cpu":
+            return_freed_memory()
+    return prof.report(skip=warmup_steps, config=run.cfg.to_dict())
+
+
+def train_hypernet(
+    model: WeightMemoryModel,
+    train: Sequence[QAExample],
+    val: Sequence[QAExample],
+    cfg: HypernetTrainConfig,
+    out_dir: str | Path,
+    *,
+    max_steps_this_run: int | None = None,
+    init_from: str | Path | None = None,
+    init_base_changed: bool = False,
+    feature_cache: str | os.PathLike[str] | None = None,
+    feature_cache_max_bytes: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Meta-train a hypernetwork for ``model``'s base on QA examples; returns the best checkpoint dir.
+
+    ``out_dir`` gets ``ckpt.pt`` (resume state), ``hypernet/`` (the best by validation loss, in the
+    shipped safetensors + JSON format) and ``train_log.jsonl`` (one line per evaluation, with the
+    questions trained so far and the process's CPU seconds). ``max_steps_this_run`` stops early
+    (checkpointing first), e.g. to fit a time budget.
+    ``init_from``: a hypernetwork checkpoint of the same base and shape to start from (a new
+    schedule and optimizer: fine-tuning an earlier run on harder data); ``ckpt.pt`` in ``out_dir``
+    still wins, so an interrupted warm-started run resumes where it stopped. ``init_base_changed``
+    lets ``init_from`` come from another base of the same shape (:func:`warm_start`).
+    ``feature_cache``: see :func:`prepare_run`.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, best_dir, log_path = out_dir / "ckpt.pt", out_dir / "hypernet", out_dir / "train_log.jsonl"
-    start, state = 0, {"best_val": float("inf"), "seconds": 0.0}
-    if ckpt_path.exists():
-        start, state = load_checkpoint(ckpt_path, model=hypernet, optimizer=opt, map_location=device)
+    resuming = ckpt_path.exists()
+    run = prepare_run(
+        model,
+        train,
+        val,
+        cfg,
+        init_from=None if resuming else init_from,
+        init_base_changed=init_base_changed,
+        feature_cache=feature_cache,
+        feature_cache_max_bytes=feature_cache_max_bytes,
+        progress=progress,
+    )
+    hypernet, device = run.hypernet, model.device
+    start, state = 0, {"best_val": float("inf"), "seconds": 0.0, "cpu_seconds": 0.0, "questions": 0}
+    if resuming:
+        start, saved = load_checkpoint(ckpt_path, model=hypernet, optimizer=run.opt, map_location=device)
+        state.update(saved)
     stop = cfg.steps if max_steps_this_run is None else min(cfg.steps, start + max_steps_this_run)
-    t0 = time.time() - float(state["seconds"])
+    t0, c0 = time.time() - float(state["seconds"]), time.process_time() - float(state["cpu_seconds"])
     hypernet.train()
     bar = tqdm(range(start, stop), desc="hypernet", initial=start, total=cfg.steps, disable=not progress)
     ema: dict[str, float] = {}
     for step in bar:
-        schedule.apply(opt, step)
-        b = batch_for(train_pool, random.Random(step_seed(cfg.seed, step, stream=1)), cfg.distractors).to(device)
-        with autocast:
-            out = forward_step(model, hypernet, b, cfg)
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(hypernet.parameters(), 1.0)
-        opt.step()
+        out = run.step(step)
+        state["questions"] = int(state["questions"]) + int(out.metrics.pop("questions", 0))
         for k, v in {"loss": out.loss.item(), **out.metrics}.items():
             ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
         bar.set_postfix({k: f"{v:.3f}" for k, v in ema.items()})
         if device.type == "cpu" and (step + 1) % 10 == 0:
             return_freed_memory()
         last = step + 1 == stop
+        state["seconds"], state["cpu_seconds"] = time.time() - t0, time.process_time() - c0
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-            with autocast:
-                val_metrics = estimate_loss(model, hypernet, val_batches, cfg)
+            val_metrics = run.validate()
             improved = val_metrics["loss"] < float(state["best_val"])
             if improved:
                 state["best_val"] = val_metrics["loss"]
                 hypernet.save(best_dir)
-            record = {"step": step + 1, "seconds": round(time.time() - t0, 1), "best": improved, "val": val_metrics}
-            record["train_ema"] = dict(ema)
+            record = {
+                "step": step + 1,
+                "questions": state["questions"],
+                "seconds": round(time.time() - t0, 1),
+                "cpu_seconds": round(time.process_time() - c0, 1),
+                "best": improved,
+                "val": val_metrics,
+                "train_ema": dict(ema),
+            }
             with log_path.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
         if (step + 1) % cfg.checkpoint_every == 0 or last:
-            state["seconds"] = time.time() - t0
-            save_checkpoint(ckpt_path, model=hypernet, optimizer=opt, step=step + 1, extra=state)
+            save_checkpoint(ckpt_path, model=hypernet, optimizer=run.opt, step=step + 1, extra=state)
     if not best_dir.exists():  # stopped before the first evaluation: keep what there is
         hypernet.save(best_dir)
     return best_dir

@@ -87,12 +87,34 @@ class ModuleInputRecorder:
         """The input of target ``name`` over the recorded pass [N, T, d_in] (recomputed if needed)."""
         if name not in self._via_parent or not self._streaming:
             return self._recorded[name]
-        parent_name, parent = self._via_parent[name]
+        return self.input_from(name, self._recorded[self._via_parent[name][0]])
+
+    def source(self, name: str) -> torch.Tensor:
+        """The narrow tensor target ``name``'s input is computed from [N, T, d]: its parent MLP's
+        input (for an MLP's own projections), else its own input. Needs a streaming recording
+        (``recording(n_tokens=None)``). A feature cache stores it and recomputes the wide input
+        for the rows it needs with :meth:`input_from`."""
+        if not self._streaming:
+            raise RuntimeError("sources are kept by a streaming recording: use recording(n_tokens=None)")
+        return self._recorded[self._via_parent[name][0] if name in self._via_parent else name]
+
+    def input_from(self, name: str, source: torch.Tensor) -> torch.Tensor:
+        """Target ``name``'s input for ``source`` (rows of :meth:`source`, any leading shape).
+
+        Re-runs the parent MLP with a hook on the target for an MLP's projections; any other
+        target's source is its input already. Runs under the caller's grad mode.
+        """
+        if name not in self._via_parent:
+            return source
+        _, parent = self._via_parent[name]
+        gate, up, act = (getattr(parent, a, None) for a in ("gate_proj", "up_proj", "act_fn"))
+        if self._targets[name] is getattr(parent, "down_proj", None) and None not in (gate, up, act):
+            # a gated MLP (Llama, Mistral, Qwen2, Gemma): down_proj's input without running down_proj
+            return act(gate(source)) * up(source)
         seen: dict[str, torch.Tensor] = {}
-        target = self._targets[name]
-        handle = target.register_forward_pre_hook(lambda _m, args: seen.setdefault("x", args[0]))
+        handle = self._targets[name].register_forward_pre_hook(lambda _m, args: seen.setdefault("x", args[0]))
         try:
-            parent(self._recorded[parent_name])
+            parent(source)
         finally:
             handle.remove()
         return seen["x"]
