@@ -259,6 +259,9 @@ class LocalHypernetChatModel(BaseChatModel):
     """Generated tokens the adapters act on (``None``: all). ``"default"``: what the checkpoint
     recommends -- 1 for the embedded tiny model, whose hypernetwork was trained on the first
     answer token only; left on longer, its delta keeps repeating the remembered value."""
+    allow_unknown: bool = False
+    """Accept words a closed-vocabulary model cannot read (the tiny default reads them as ``<unk>``
+    and answers with a confident guess); by default they raise :class:`OutOfVocabularyError`."""
     adapters: list[LoraAdapter] = Field(default_factory=list)
     """Adapters applied to every call of this instance (after any chosen per call)."""
     adapter_ids: list[str] = Field(default_factory=list)
@@ -386,8 +389,8 @@ class LocalHypernetChatModel(BaseChatModel):
         kind: AdapterKind = "document",
         extra: Mapping[str, str | int | float | bool | None] | None = None,
     ) -> LoraAdapter:
-        """Write ``text`` into a LoRA adapter in one hypernetwork forward pass."""
-        return self.engine.internalize(text, kind=kind, extra=extra)
+        """Write ``text`` into a LoRA adapter in one hypernetwork forward pass (``allow_unknown`` as in chat)."""
+        return self.engine.internalize(text, kind=kind, extra=extra, allow_unknown=self.allow_unknown)
 
     def configurable_adapters(self) -> RunnableSerializable[LanguageModelInput, BaseMessage]:
         """This model with ``adapter_ids`` and ``namespace`` settable from ``config["configurable"]``.
@@ -542,6 +545,7 @@ class LocalHypernetChatModel(BaseChatModel):
             "timeout",
             "ls_structured_output_format",
             "adapter_tokens",
+            "allow_unknown",
         }
         if unknown:
             raise ArgumentTypeError(f"unexpected generation options: {sorted(unknown)}")
@@ -563,6 +567,7 @@ class LocalHypernetChatModel(BaseChatModel):
             "tools": kwargs.get("tools"),
             "timeout": kwargs.get("timeout", self.timeout),
             "adapter_tokens": kwargs.get("adapter_tokens", self.adapter_tokens),
+            "allow_unknown": kwargs.get("allow_unknown", self.allow_unknown),
         }
 
     def _finish_metadata(self, event: Any, n_adapters: int, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from .errors import (
     InvalidArgumentError,
     MessageTypeError,
     ModelNotFoundError,
+    NoHypernetworkError,
     OutOfVocabularyError,
     PromptTooLongError,
     TextTooLongError,
@@ -57,9 +58,10 @@ PromptLike = str | Sequence[Message]
 P = ParamSpec("P")
 R = TypeVar("R")
 DEFAULT_MAX_CHUNKS = 32
-# A text with more than this share of unknown tokens is refused: a closed-vocabulary model would
-# write an adapter of <unk> tokens, and answers from it are garbage.
-DEFAULT_MAX_UNKNOWN_FRACTION = 0.5
+# A text with more than this share of unknown tokens is refused: a closed-vocabulary model reads
+# an unknown word as <unk>, so an adapter of it (or an answer to it) is a confident guess. By
+# default any unknown word is refused; allow_unknown=True per call (or a higher limit) accepts it.
+DEFAULT_MAX_UNKNOWN_FRACTION = 0.0
 _SENTENCE_END = (".", "?", "!", "\n", "\u010a")  # "\u010a" is a newline in byte-level BPE vocabularies
 
 
@@ -254,6 +256,7 @@ class WeightMemoryModel:
         self.max_chunks = max_chunks
         self.max_unknown_fraction = max_unknown_fraction
         self.vocabulary_note = vocabulary_note
+        self.hypernet_note = ""  # how to get a hypernetwork, for the error a model without one raises
         self.fingerprint = base_fingerprint(base)
         model_type = getattr(base.config, "model_type", "")
         if hypernet is not None:
@@ -462,6 +465,50 @@ class WeightMemoryModel:
             return 0.0
         return sum(t == unk for t in ids) / len(ids)
 
+    def unknown_words(self, text: str) -> list[str]:
+        """The words of ``text`` this tokenizer reads as its unknown token, once each, in order
+        (always empty for tokenizers without one, such as byte-level BPE).
+
+        >>> from agenthn_langgraph import load_default
+        >>> load_default().unknown_words("My dog is called Biscuit.")
+        ['biscuit']
+        """
+        unk = self.tokenizer.unk_token_id
+        if unk is None:
+            return []
+        with self._tok_lock:
+            enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        words: list[str] = []
+        for token, (start, end) in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
+            word = text[start:end].strip()
+            if token == unk and word and word.lower() not in words:
+                words.append(word.lower())
+        return words
+
+    def check_vocabulary(self, text: str, *, allow_unknown: bool = False, what: str = "text") -> None:
+        """Raise :class:`OutOfVocabularyError` naming ``text``'s unknown words, unless allowed
+        (``allow_unknown``) or within the engine's ``max_unknown_fraction``."""
+        if allow_unknown or self.tokenizer.unk_token_id is None:
+            return
+        frac = self.unknown_fraction(self._encode(text))
+        if frac > self.max_unknown_fraction:
+            words = self.unknown_words(text)
+            shown = ", ".join(repr(w) for w in words[:8]) + (", ..." if len(words) > 8 else "")
+            raise OutOfVocabularyError(
+                f"{what} holds words {self.name} cannot read: {shown} ({frac:.0%} of its tokens are unknown; "
+                f"pass allow_unknown=True to accept them as <unk>). {self.vocabulary_note}".rstrip()
+            )
+
+    def _check_prompts(self, prompts: Sequence[PromptLike], allow_unknown: bool) -> None:
+        """Every message's text must be readable (see :meth:`check_vocabulary`)."""
+        if allow_unknown or self.tokenizer.unk_token_id is None:
+            return
+        for p in prompts:
+            contents = [p] if isinstance(p, str) else [m.get("content") for m in p if isinstance(m, Mapping)]
+            for content in contents:
+                if isinstance(content, str):
+                    self.check_vocabulary(content, what="a message")
+
     # ------------------------------------------------------------------ internalize
     def _chunks(self, ids: list[int]) -> list[list[int]]:
         """Split token ids into encoder-window chunks, preferring sentence and turn boundaries."""
@@ -491,23 +538,26 @@ class WeightMemoryModel:
         kind: AdapterKind = "document",
         extra: Mapping[str, str | int | float | bool | None] | None = None,
         batch_size: int = 16,
+        allow_unknown: bool = False,
     ) -> list[LoraAdapter]:
-        """Internalize several texts in batched passes; one adapter per text."""
+        """Internalize several texts in batched passes; one adapter per text.
+
+        A closed-vocabulary model refuses a text with words it cannot read
+        (:class:`OutOfVocabularyError` naming them) unless ``allow_unknown``."""
         self._check_open()
         if self.hypernet is None:
-            raise RuntimeError("this model has no hypernetwork: load one to internalize text")
+            raise NoHypernetworkError(
+                f"{self.name} has no hypernetwork, so it chats as its plain base but cannot internalize text. "
+                + (self.hypernet_note or "Load one: WeightMemoryModel.from_pretrained(base, hypernet_dir).")
+            )
         if isinstance(texts, str):
             raise ArgumentTypeError("internalize_many takes a list of texts; use internalize() for one")
         check_int_option("batch_size", batch_size)
         texts = [_check_text(t) for t in texts]
+        for t in texts:
+            self.check_vocabulary(t, allow_unknown=allow_unknown)
         encoded = [self._encode(t) for t in texts]
         unknown = [self.unknown_fraction(ids) for ids in encoded]
-        for t, frac in zip(texts, unknown, strict=True):
-            if frac > self.max_unknown_fraction:
-                raise OutOfVocabularyError(
-                    f"{frac:.0%} of the text's tokens are unknown to {self.name}'s tokenizer "
-                    f"(limit {self.max_unknown_fraction:.0%}): {t[:60]!r}. {self.vocabulary_note}".rstrip()
-                )
         d2l = self.hypernet.config.kind == "d2l"
         if d2l:  # D2L wraps the text as a chat turn and chunks it its own way (hypernet/d2l.py)
             with self._tok_lock:
@@ -553,9 +603,12 @@ class WeightMemoryModel:
         *,
         kind: AdapterKind = "document",
         extra: Mapping[str, str | int | float | bool | None] | None = None,
+        allow_unknown: bool = False,
     ) -> LoraAdapter:
-        """Write ``text`` into a LoRA adapter in one forward pass (chunked past the window)."""
-        return self.internalize_many([text], kind=kind, extra=extra)[0]
+        """Write ``text`` into a LoRA adapter in one forward pass (chunked past the window).
+
+        ``allow_unknown``: accept words a closed-vocabulary model cannot read (as ``<unk>``)."""
+        return self.internalize_many([text], kind=kind, extra=extra, allow_unknown=allow_unknown)[0]
 
     def _generate_pieces(
         self, chunks: list[list[int]], batch: int
@@ -627,10 +680,12 @@ class WeightMemoryModel:
         stop: Sequence[str] | None = None,
         seed: int | None = None,
         adapter_tokens: int | None | Literal["default"] = "default",
+        allow_unknown: bool = False,
     ) -> str:
         """Answer a prompt (a string or chat messages) with ``adapters`` applied to this call only.
 
-        ``adapter_tokens`` as in :meth:`stream` (default: the hypernetwork's chat format)."""
+        ``adapter_tokens`` as in :meth:`stream` (default: the hypernetwork's chat format);
+        ``allow_unknown`` as in :meth:`generate_batch`."""
         if isinstance(adapters, (LoraAdapter, str)) or not isinstance(adapters, Sequence):
             raise ArgumentTypeError(f"adapters must be a list of LoraAdapter objects, got {type(adapters).__name__}")
         return self.generate_batch(
@@ -642,6 +697,7 @@ class WeightMemoryModel:
             stop=stop,
             seed=seed,
             adapter_tokens=adapter_tokens,
+            allow_unknown=allow_unknown,
         )[0]
 
     @torch.no_grad()
@@ -656,14 +712,20 @@ class WeightMemoryModel:
         stop: Sequence[str] | None = None,
         seed: int | None = None,
         adapter_tokens: int | None | Literal["default"] = "default",
+        allow_unknown: bool = False,
     ) -> list[str]:
-        """Generate for several prompts at once; each row may carry its own adapters."""
+        """Generate for several prompts at once; each row may carry its own adapters.
+
+        A closed-vocabulary model refuses a message with words it cannot read
+        (:class:`OutOfVocabularyError` naming them) unless ``allow_unknown``: it would answer them
+        with a confident guess."""
         self._check_open()
         if isinstance(prompts, str) or not isinstance(prompts, Sequence):
             raise ArgumentTypeError(f"prompts must be a list of prompts, got {type(prompts).__name__}")
         if not prompts:
             return []
-        encoded = [self._encode(self.render(p)) for p in prompts]
+        encoded = [self._encode(self.render(p)) for p in prompts]  # render checks each prompt's shape
+        self._check_prompts(prompts, allow_unknown)
         return self.generate_ids(
             encoded,
             adapters_per_row,
@@ -749,6 +811,7 @@ class WeightMemoryModel:
         tools: Sequence[Mapping[str, Any]] | None = None,
         timeout: float | None = None,
         adapter_tokens: int | None | Literal["default"] = "default",
+        allow_unknown: bool = False,
     ) -> Iterator[StreamEvent]:
         """Decode one prompt token by token, yielding text deltas as they become final.
 
@@ -779,7 +842,9 @@ class WeightMemoryModel:
         if isinstance(adapters, (LoraAdapter, str)) or not isinstance(adapters, Sequence):
             raise ArgumentTypeError(f"adapters must be a list of LoraAdapter objects, got {type(adapters).__name__}")
         plan = self._row_plan(1, [list(adapters)])
-        prompt_ids = self._encode(self.render(prompt_or_messages, tools=tools))
+        rendered = self.render(prompt_or_messages, tools=tools)  # checks the messages' shape first
+        self._check_prompts([prompt_or_messages], allow_unknown)
+        prompt_ids = self._encode(rendered)
         generator = _call_generator(seed)
         deadline = time.monotonic() + timeout if timeout else None
         stops = [s for s in (stop or ()) if s]

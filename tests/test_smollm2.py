@@ -68,12 +68,23 @@ def test_it_reads_english_in_context(engine, context: str, question: str, value:
     assert normalize(value) not in normalize(without).split(), without
 
 
-def test_without_a_hypernetwork_it_says_how_to_train_one(cache_dir: Path, tmp_path: Path):
-    with pytest.raises(CheckpointError, match="agenthn train hypernet"):
+def test_without_a_hypernetwork_it_chats_and_refuses_only_internalize(
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    with pytest.raises(CheckpointError, match="train_smollm2.sh"):  # a directory named but missing
         smollm2.load_smollm2(hypernet=tmp_path / "missing")
+    from agenthn_langgraph.errors import NoHypernetworkError
     from agenthn_langgraph.models import available_models
 
     assert "smollm2" in available_models()
+    monkeypatch.setattr(smollm2, "HYPERNET_DIR", tmp_path / "not-shipped")
+    monkeypatch.setattr(smollm2, "base_dir", lambda: cache_dir)
+    plain = smollm2.load_smollm2()
+    assert plain.hypernet is None and plain.chat_format.system == "Answer in a few words."
+    reply = plain.generate("My dog is called Biscuit.\nWhat is my dog called?", max_new_tokens=12)
+    assert "biscuit" in normalize(reply).split(), reply
+    with pytest.raises(NoHypernetworkError, match=r"no hypernetwork.*train_smollm2\.sh"):
+        plain.internalize("My dog is called Biscuit.")
 
 
 def test_a_missing_package_is_a_typed_error(monkeypatch: pytest.MonkeyPatch):
@@ -97,3 +108,33 @@ def test_its_reading_is_measured_without_a_hypernetwork(cache_dir: Path):
     assert report["n_questions"] == 3 and 0 <= report["in_context"] <= 1 and "no_memory" in report, report
     refused = agenthn("--language", "english")
     assert refused.returncode != 0 and "--hypernet" in refused.stderr, refused.stderr
+
+
+def test_the_training_script_runs_a_few_steps_and_resumes(cache_dir: Path, tmp_path: Path):
+    """``scripts/train_smollm2.sh`` (the recipe a GPU runs) on the CPU: data, feature cache, two
+    steps, a checkpoint; run again, it resumes from its own state instead of starting over."""
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_smollm2.sh"
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    env = dict(os.environ, STEPS="3", DATA_N="40", EVAL_EVERY="2", BASE=str(cache_dir),
+               FEATURE_CACHE=str(tmp_path / "features"), PATH=path)  # fmt: skip
+    out = tmp_path / "run"
+    first = subprocess.run(["bash", str(script), str(out), "--max-steps-this-run", "2", "--val-fraction", "0.2",
+                            "--quiet"], env=env, capture_output=True, text=True, timeout=1200, check=False)  # fmt: skip
+    assert first.returncode == 0, first.stderr[-3000:]
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2] and log[0]["questions"] > 0 and log[0]["cpu_seconds"] > 0
+    config = json.loads((out / "hypernet" / "hypernet_config.json").read_text())
+    assert config["read_layers"] == [0, 8, 16, 24, 30] and len(config["targets"]) == 14
+    assert config["chat"]["adapter_on_prompt"] is False and config["chat"]["memory_format"] == "transcript"
+    second = subprocess.run(["bash", str(script), str(out), "--val-fraction", "0.2", "--quiet"], env=env,
+                            capture_output=True, text=True, timeout=1200, check=False)  # fmt: skip
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "warm-starting" not in second.stdout  # it resumed its own ckpt.pt
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 3]
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert len(runs) == 2 and all(r["feature_cache"] and r["cpu_seconds_this_run"] > 0 for r in runs)

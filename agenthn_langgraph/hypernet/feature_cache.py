@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+_SAVE_EVERY = 60.0  # seconds between a build's flushes of its progress
 _FP16_MAX = 65504.0
 
 
@@ -418,8 +419,15 @@ class _Builder:
             mode = "w+" if fresh or not path.exists() else "r+"
             arrays[name] = np.lib.format.open_memmap(path, mode=mode, dtype=dtype, shape=shape)
         t0 = time.time() - float(manifest["build_seconds"])
+        last_save = [0.0]
 
-        def save_progress(**done: int) -> None:
+        def save_progress(force: bool = False, **done: int) -> None:
+            """Flush the arrays, then record how far the build got (a resumed build redoes at most
+            the batches since). Every ``_SAVE_EVERY`` seconds: syncing many GB of mapped pages
+            after every batch costs more than the batches."""
+            if not force and time.time() - last_save[0] < _SAVE_EVERY:
+                return
+            last_save[0] = time.time()
             for arr in arrays.values():
                 arr.flush()
             manifest.update(done, build_seconds=round(time.time() - t0, 1))
@@ -427,7 +435,7 @@ class _Builder:
             tmp.write_text(json.dumps(manifest, indent=2))
             os.replace(tmp, manifest_path)
 
-        save_progress()
+        save_progress(force=True)
         self.prefix_cache = self._prefix(arrays["prefix_kv"])
         # texts, longest first (fixed order, so a resumed build skips what it finished)
         text_order = [i for i in np.argsort(-text_len, kind="stable").tolist() if text_len[i] > 0]
@@ -438,6 +446,7 @@ class _Builder:
             done += len(batch)
             bar.update(len(batch))
             save_progress(texts_done=done)
+        save_progress(force=True, texts_done=done)
         bar.close()
         seq_len = prompt_len + chunk_len
         q_order = np.argsort(-seq_len, kind="stable").tolist()
@@ -450,7 +459,7 @@ class _Builder:
             save_progress(questions_done=done)
         bar.close()
         manifest["complete"] = True
-        save_progress()
+        save_progress(force=True, questions_done=done)
         return FeatureCache(self.directory, manifest)
 
     @torch.no_grad()

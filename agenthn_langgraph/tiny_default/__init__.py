@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoint"
 VOCABULARY_NOTE = (
     "The tiny default understands only its little language (a few hundred lower-case words, see "
-    "agenthn_langgraph/tiny_default/language.py); for open text use a real model: "
-    "WeightMemoryModel.from_pretrained(base_dir, hypernet_dir) or LocalHypernetChatModel.from_pretrained(...)."
+    'agenthn_langgraph/tiny_default/language.py); for English use model="smollm2" '
+    '(LocalHypernetChatModel(model="smollm2"), load_default("smollm2")) or your own checkpoint '
+    "(LocalHypernetChatModel.from_pretrained(...))."
 )
 
 
