@@ -112,6 +112,9 @@ def demo_english() -> None:
     except (ModelNotFoundError, CheckpointError) as e:  # the model is an extra: say how to get it
         print(f"skipped: {e}")
         return
+    if model.hypernet is None:  # a checkout without the shipped checkpoint: the base alone cannot remember
+        print(f"skipped: {model.hypernet_note}")
+        return
     show_memory(model, ENGLISH_TEXT, ENGLISH_QUESTIONS, max_new_tokens=16)
 
 
