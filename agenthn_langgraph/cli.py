@@ -556,6 +556,39 @@ def cmd_convert_d2l(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert_dtype(args: argparse.Namespace) -> int:
+    """A trained checkpoint in another dtype (bf16 halves it), with the run's record beside it."""
+    import shutil
+
+    import torch
+
+    from .hypernet.model import Hypernetwork
+
+    src, out = Path(args.checkpoint), Path(args.out)
+    if src.resolve() == out.resolve():
+        raise ValueError("--out must differ from the checkpoint it converts")
+    hypernet = Hypernetwork.load(src)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    hypernet.save(tmp, dtype=getattr(torch, args.dtype))
+    run_dir = src.parent  # `train hypernet` writes OUT/hypernet beside OUT/runs.jsonl and OUT/train_log.jsonl
+    record: dict[str, Any] = {"from": str(src), "dtype": args.dtype}
+    if (run_dir / "runs.jsonl").is_file():
+        record["runs"] = [json.loads(line) for line in (run_dir / "runs.jsonl").read_text().splitlines() if line]
+    if (run_dir / "train_log.jsonl").is_file():
+        log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines() if line]
+        record["log"] = [{k: r[k] for k in ("step", "questions", "seconds", "cpu_seconds", "best")} | {
+            "val_acc_hard": r["val"].get("acc_hard"), "val_loss": r["val"].get("loss")} for r in log]  # fmt: skip
+    if args.note:
+        record["note"] = args.note
+    (tmp / "training.json").write_text(json.dumps(record, indent=1) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(f"wrote {out} ({args.dtype}, {size / 2**20:.1f} MiB) with its training record (training.json)")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .models.registry import load_default
     from .tiny_default import CHECKPOINT_DIR, training_record
@@ -947,6 +980,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest context chunk in tokens (the reference's evaluation uses 8192; 0: never chunk)",
     )
     cd.set_defaults(func=cmd_convert_d2l)
+    ct = csub.add_parser("dtype", help="one of our checkpoints in another dtype (bfloat16 to ship), with its record")
+    ct.add_argument("checkpoint", help="a hypernetwork directory (e.g. a run's OUT/hypernet)")
+    ct.add_argument("--out", required=True, help="directory to write (replaced if it exists)")
+    ct.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16", help="default: bfloat16")
+    ct.add_argument("--note", default="", help="a line for the record (e.g. the ship test's figures)")
+    ct.set_defaults(func=cmd_convert_dtype)
 
     g = sub.add_parser("graphs", help="print each prebuilt graph as a Mermaid drawing")
     g.set_defaults(func=cmd_graphs)
