@@ -24,7 +24,7 @@ CFG = {"configurable": {"thread_id": "t"}}
 
 @pytest.fixture(scope="module")
 def llm() -> LocalHypernetChatModel:
-    return LocalHypernetChatModel(max_tokens=4)
+    return LocalHypernetChatModel(max_tokens=4, allow_unknown=True)  # tool-call turns hold words outside the language
 
 
 @pytest.fixture()
