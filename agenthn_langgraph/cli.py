@@ -401,7 +401,7 @@ def _engine_for(args: argparse.Namespace):  # noqa: ANN202 - the engine type is 
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from .evals.recall import evaluate_recall
+    from .evals.recall import evaluate_recall, strict_json
 
     torch.set_num_threads(args.threads)
     model = _engine_for(args)
@@ -418,7 +418,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         reading = reading_recall(model, language, n_docs=args.n_docs, seed=args.seed, n_facts=n_facts, no_memory=True)
         if args.json:
-            print(json.dumps({"seed": args.seed, "n_docs": args.n_docs, **reading}))
+            print(strict_json({"seed": args.seed, "n_docs": args.n_docs, **reading}))
         else:
             print(
                 f"seed {args.seed}: {reading['n_questions']:.0f} questions; in_context {reading['in_context']:.4f} "
@@ -443,7 +443,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.plot:
         report.plot(args.plot)
     if args.json:
-        print(json.dumps(report.to_dict()))
+        print(report.to_json())
     else:
         print(report.table())
         if args.plot:
@@ -471,6 +471,7 @@ def cmd_eval_binding(args: argparse.Namespace) -> int:
     import torch
 
     from .evals.binding import evaluate_binding
+    from .evals.recall import strict_json
 
     torch.set_num_threads(args.threads)
     model = _engine_for(args)
@@ -481,7 +482,7 @@ def cmd_eval_binding(args: argparse.Namespace) -> int:
         )
     except ValueError as e:
         raise SystemExit(f"agenthn eval binding: {e}") from e
-    print(json.dumps(report.to_dict()) if args.json else report.table())
+    print(strict_json(report.to_dict()) if args.json else report.table())
     return 0
 
 
@@ -489,6 +490,7 @@ def cmd_eval_memory(args: argparse.Namespace) -> int:
     import torch
 
     from .evals.memory import evaluate_memory
+    from .evals.recall import strict_json
 
     torch.set_num_threads(args.threads)
     from .chat_model import LocalHypernetChatModel
@@ -509,7 +511,7 @@ def cmd_eval_memory(args: argparse.Namespace) -> int:
     )
     if args.plot:
         report.plot(args.plot)
-    print(json.dumps(report.to_dict()) if args.json else report.table())
+    print(strict_json(report.to_dict()) if args.json else report.table())
     return 0
 
 

@@ -30,8 +30,17 @@ def test_every_example_ran(demo_output):
 
 
 def test_long_memory_recalls_from_weights(demo_output):
+    # The example's eight facts are fixed: measured 8/8 from weights, 1/8 for the base alone. Its
+    # procedure on 24 drawn sets of eight user facts (user_facts, seeds 1-24): 8/8 from weights on
+    # every set; the base alone 0 on 15 sets, 1 on 8, 3 on 1 (seed 11), 12 of 200 questions with the
+    # example's (~6%). Bounds: weights >= 6 (two answers under the lowest); the base alone <= 3 (the
+    # highest measured; 4 or more of 8 at ~6% a question: ~0.1%) and at least 4 behind the weights.
+    # The same agent parametrized over seeds: test_memory_graphs.py's
+    # test_memory_agent_recalls_evicted_turns_with_a_small_prompt.
     m = re.search(r"recall from weights: (\d+)/8; base alone: (\d+)/8", section(demo_output, "long_memory"))
-    assert m and int(m[1]) >= 6 and int(m[2]) <= 1, m and m[0]
+    assert m, section(demo_output, "long_memory")
+    weights, alone = int(m[1]), int(m[2])
+    assert weights >= 6 and alone <= 3 and weights >= alone + 4, m[0]
 
 
 def test_personalization_profile_answers_in_a_new_session(demo_output):

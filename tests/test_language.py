@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from agenthn_langgraph.tiny_default.base import WordEncoder
-from agenthn_langgraph.tiny_default.language import ATTRIBUTES, Corpus, chance, render_prompt
+from agenthn_langgraph.tiny_default.language import ATTRIBUTE_BY_NAME, ATTRIBUTES, Corpus, chance, render_prompt
 
 
 def test_fast_encoder_equals_the_tokenizer_and_covers_the_corpus(tokenizer):
@@ -19,22 +21,33 @@ def test_fast_encoder_equals_the_tokenizer_and_covers_the_corpus(tokenizer):
             assert len(tokenizer(f.value, add_special_tokens=False)["input_ids"]) == 1  # one-word answers
 
 
+def _template_pattern(template: str) -> re.Pattern[str]:
+    """A statement template as a regex over texts: its fixed words verbatim, ``{s}``/``{v}`` any one word."""
+    parts = re.split(r"(\{s\}|\{v\})", template)
+    body = "".join(r"\S+" if p in ("{s}", "{v}") else re.escape(p) for p in parts)
+    return re.compile(rf"(?<!\S){body}(?!\S)")
+
+
 def test_heldout_phrasing_never_appears_in_training_texts():
     train = Corpus(5)
-    texts = " || ".join(train.sample(4).text for _ in range(400))
-    for a in ATTRIBUTES:
-        fixed = a.heldout_statement.split("{")[0].strip() or a.heldout_statement.split("}")[-1].strip()
-        # the held-out template's fixed words never open a training statement
-        assert a.heldout_statement not in a.train_statements
-        if len(fixed.split()) >= 3:
-            assert fixed not in texts, (a.name, fixed)
-    held = Corpus(5, heldout_phrasing=True).sample(4, genre="product")
-    assert any(
-        a.heldout_statement.format(s=f.subject, v=f.value) in held.text
-        for f in held.facts
-        for a in ATTRIBUTES
-        if a.name == f.attribute
-    )
+    texts = [train.sample(4).text for _ in range(400)]
+    texts += [train.sample(4, genre=g).text for g in ("profile", "preference", "product") for _ in range(100)]
+    joined = " || ".join(texts)
+    for a in ATTRIBUTES:  # all 29: no attribute is skipped
+        assert a.heldout_statement not in a.train_statements, a.name
+        # the held-out template, any subject and value, matches no statement of any training text ...
+        found = _template_pattern(a.heldout_statement).search(joined)
+        assert found is None, (a.name, found and found[0])
+        # ... while the same search finds this attribute's training phrasings (the search can hit)
+        assert any(_template_pattern(t).search(joined) for t in a.train_statements), a.name
+        # and a text with the held-out phrasing is matched
+        assert _template_pattern(a.heldout_statement).fullmatch(a.heldout_statement.format(s="zorblax", v=a.values[0]))
+    held = Corpus(5, heldout_phrasing=True)
+    for genre in ("profile", "preference", "product"):
+        sample = held.sample(4, genre=genre)
+        for f in sample.facts:  # every fact of a held-out text is stated with its held-out phrasing
+            statement = ATTRIBUTE_BY_NAME[f.attribute].heldout_statement.format(s=f.subject, v=f.value)
+            assert statement in sample.text, (statement, sample.text)
 
 
 def test_groups_have_disjoint_keys_and_answers_are_determined():

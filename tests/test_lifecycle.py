@@ -13,6 +13,7 @@ from agenthn_langgraph._cache import LRUCache
 from agenthn_langgraph.chat_model import LocalHypernetChatModel, _shared_engine
 from agenthn_langgraph.engine import WeightMemoryModel
 from agenthn_langgraph.errors import EngineClosedError, ModelNotFoundError
+from agenthn_langgraph.lora import AdapterMetadata, LoraAdapter
 from agenthn_langgraph.lora.inject import InjectionPlan
 
 from .conftest import _random_model
@@ -27,6 +28,21 @@ def _state(model: torch.nn.Module) -> tuple[dict[str, bool], dict[str, bool]]:
         {n: m.training for n, m in model.named_modules()},
         {n: p.requires_grad for n, p in model.named_parameters()},
     )
+
+
+def _adapter_for(engine: WeightMemoryModel) -> LoraAdapter:
+    """A small random rank-2 adapter on every module the engine adapts."""
+    g = torch.Generator().manual_seed(0)
+    weights = {
+        name: (0.1 * torch.randn(2, d_in, generator=g), 0.1 * torch.randn(d_out, 2, generator=g))
+        for name, (d_in, d_out) in engine.injector.module_shapes().items()
+    }
+    return LoraAdapter(weights, metadata=AdapterMetadata(base_fingerprint=engine.fingerprint))
+
+
+def _plain_and_adapted(engine: WeightMemoryModel, adapter: LoraAdapter) -> torch.Tensor:
+    """Next-token logits for "hi" without and with ``adapter``, in one batch [2, vocab]."""
+    return engine.next_token_logits(["hi", "hi"], [[], [adapter]])
 
 
 @pytest.fixture()
@@ -61,20 +77,32 @@ def test_close_gives_the_lent_model_back_as_it_was(lent_model, tokenizer):
 def test_engine_is_a_context_manager(lent_model, tokenizer):
     before, hooks_before = _state(lent_model), _hooks(lent_model)
     with WeightMemoryModel(lent_model, tokenizer) as engine:
-        assert engine.generate("hi", max_new_tokens=2) is not None
+        assert isinstance(engine, WeightMemoryModel) and not engine.closed
         assert not lent_model.training
+        plain, adapted = _plain_and_adapted(engine, _adapter_for(engine))
+        ids = torch.tensor([engine._encode(engine.render("hi"))])
+        bare = lent_model(input_ids=ids).logits[0, -1].float()
+    # inside the block: no adapter leaves the model's own logits, an adapter changes them
+    assert torch.allclose(plain, bare, atol=1e-5)
+    assert not torch.allclose(adapted, plain, atol=1e-3)
     assert engine.closed and _state(lent_model) == before and _hooks(lent_model) == hooks_before
+    with pytest.raises(EngineClosedError):
+        engine.generate("hi")
 
 
 def test_a_model_shared_by_two_engines_comes_back_when_the_last_closes(lent_model, tokenizer):
     before, hooks_before = _state(lent_model), _hooks(lent_model)
     first = WeightMemoryModel(lent_model, tokenizer)
     second = WeightMemoryModel(lent_model, tokenizer)
+    adapter = _adapter_for(second)
+    expected = _plain_and_adapted(second, adapter)
+    assert not torch.allclose(expected[0], expected[1], atol=1e-3)  # the adapter changes the logits
     first.close()
     # the second engine still needs the model frozen, in eval mode, and its own hooks on
     assert not lent_model.training and not any(p.requires_grad for p in lent_model.parameters())
     assert _hooks(lent_model) > hooks_before
-    assert second.generate("hi", max_new_tokens=2) is not None
+    # its adapter still applies, exactly as before the first engine closed
+    assert torch.allclose(_plain_and_adapted(second, adapter), expected, atol=1e-6)
     second.close()
     assert _state(lent_model) == before and _hooks(lent_model) == hooks_before
 
@@ -159,8 +187,14 @@ def test_from_engine_registration_is_weak_and_never_keyed_by_id(default_model):
 
 
 def test_from_engine_refuses_a_closed_engine(default_model):
+    question = "what pet do i have ?"
+    memory = default_model.internalize("<user> my pet is a frog . <assistant> nice ! <end>")
+    remembered = default_model.generate(question, adapters=[memory], max_new_tokens=2)
+    assert remembered == "frog" and default_model.generate(question, max_new_tokens=2) != "frog"
     engine = WeightMemoryModel(default_model.base, default_model.tokenizer, default_model.hypernet, name="shut")
     engine.close()
     with pytest.raises(EngineClosedError):
         LocalHypernetChatModel.from_engine(engine)
-    assert not default_model.closed and default_model.generate("hi", max_new_tokens=1) is not None
+    # closing another engine on the same base left the default's hooks on: its adapter still answers
+    assert not default_model.closed
+    assert default_model.generate(question, adapters=[memory], max_new_tokens=2) == remembered

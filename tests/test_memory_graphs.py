@@ -322,17 +322,24 @@ def test_skill_agent_picks_the_matching_skill(llm, store):
 
 
 # ------------------------------------------------------------------------------ self-improvement
-def test_self_improvement_improves_and_never_regresses(llm, store):
-    docs = Corpus(seed=777, attributes=llm.engine.language.attributes).group(3, 4, genre="product")
+@pytest.mark.parametrize("seed", [777, 1, 2])
+def test_self_improvement_improves_and_never_regresses(llm, store, seed):
+    docs = Corpus(seed=seed, attributes=llm.engine.language.attributes).group(3, 4, genre="product")
     material = " ".join(d.text for d in docs)
     rng = random.Random(0)
     questions = [{"question": f.question(rng), "answer": f.value} for d in docs for f in d.facts]
     graph = create_self_improvement_graph(llm, store, max_rounds=3)
     out = graph.invoke({"study_material": material, "questions": questions}, {"configurable": {"thread_id": "si"}})
     scores = out["scores"]
-    assert scores[0] <= 0.25  # round 0 has no notes: near chance
-    # measured [0.0, 0.58, 0.58] (seed 777); later rounds may not add, but the best is kept
-    assert out["best_score"] == max(scores) >= scores[0] + 0.4, scores
+    right = [round(s * len(questions)) for s in scores]  # of 12 questions, by round
+    # Measured on 30 seeds (777, 1-29): round 0, no notes: 0 right on 17 seeds, 1 on 5, 2 on 7, 3 on 1
+    # (chance ~1 in 10 a question); the best round 7-11 right; the gain over round 0 4 (seed 28) to
+    # 10. Bounds one question past the worst measured: round 0 <= 4, best >= 6, gain >= 3.
+    assert len(questions) == 12 and right[0] <= 4, scores
+    best = round(out["best_score"] * len(questions))
+    assert best >= 6 and best >= right[0] + 3, scores
+    # later rounds may not add (seed 10: 0, 9, 8 right), but the best is kept
+    assert out["best_score"] == max(scores), scores
     assert out["best_adapter"] is not None and store.exists(out["best_adapter"]["id"], namespace=("notes", "si"))
     assert len(scores) <= 4
 
@@ -462,20 +469,26 @@ def test_per_user_profile_locks_do_not_accumulate(llm, store):
     assert len(profile._LOCKS) == 0
 
 
-def test_self_improvement_reruns_on_a_thread_start_fresh(llm, store):
-    docs = Corpus(seed=31, attributes=llm.engine.language.attributes).group(1, 3, genre="product")
+@pytest.mark.parametrize("seed", [31, 1, 2])
+def test_self_improvement_reruns_on_a_thread_start_fresh(llm, store, seed):
+    docs = Corpus(seed=seed, attributes=llm.engine.language.attributes).group(1, 3, genre="product")
     rng = random.Random(1)
     qs = [{"question": f.question(rng), "answer": f.value} for f in docs[0].facts]
     graph = create_self_improvement_graph(llm, store, max_rounds=1, checkpointer=InMemorySaver())
     cfg = {"configurable": {"thread_id": "again"}}
-    first = graph.invoke({"study_material": docs[0].text, "questions": qs}, cfg)
-    second = graph.invoke({"study_material": docs[0].text, "questions": qs[:1]}, cfg)
-    # each run starts at round 0 with no notes and improves once (measured [0.0, 1.0] both times);
-    # a rerun that resumed the first run's loop would start at round 1 with its notes
-    assert second["round"] == 1 and len(second["scores"]) == 2
-    for out in (first, second):
-        assert out["scores"][0] <= 0.34 and out["best_score"] > out["scores"][0], out["scores"]
-        assert out["best_adapter"] is not None
+    run = {"study_material": docs[0].text, "questions": qs}
+    first = graph.invoke(run, cfg)
+    second = graph.invoke(run, cfg)
+    # Measured on seeds 31 and 1-19 (3 questions): round 0, no notes, 0 right on 17 seeds and 1 on 3;
+    # round 1 3 right on 17 and 2 on 3: one round always gained (a best adapter exists to compare).
+    assert first["round"] == 1 and first["best_score"] > first["scores"][0], first["scores"]
+    # The same input on the same thread: a rerun that starts fresh (round 0, no notes) repeats the
+    # first run round for round; one that resumed its loop would start at round 1 with its notes.
+    assert second["round"] == first["round"] and second["scores"] == first["scores"], (
+        first["scores"],
+        second["scores"],
+    )
+    assert first["best_adapter"] is not None and second["best_adapter"] is not None
     assert first["best_adapter"]["id"] != second["best_adapter"]["id"]
     # the rerun did not overwrite or delete the first run's best notes
     assert store.exists(first["best_adapter"]["id"], namespace=("notes", "again"))

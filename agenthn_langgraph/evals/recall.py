@@ -18,10 +18,16 @@ once, conditions side by side on the same questions:
 Answers are generated greedily and judged fairly for models that answer in sentences: a fact is
 recalled when its normalised value (case, punctuation, articles) appears in the reply's first
 sentence; ``exact_first_words`` (the reply starts with the value) is reported beside it.
+
+A text whose adapter the engine refuses (:class:`~agenthn_langgraph.errors.AdapterNormError`: over
+the norm limit, or not finite) does not stop the evaluation: its questions count as misses in every
+adapter condition, so does a composed stack that would need it, and ``refused_adapters`` counts the
+refusals (target texts, distractors, the facts-per-text and held-out-phrasing texts).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
@@ -39,6 +45,7 @@ from tqdm.auto import tqdm
 from ..data.language import Language
 from ..data.qa import QAExample, QAPair
 from ..engine import WeightMemoryModel
+from ..errors import AdapterNormError
 from ..lora.adapter import LoraAdapter
 
 DEFAULT_EVAL_SEED = 20261123  # training seeds its steps with step_seed(): (seed*1_000_003+stream)*10_000_019+step
@@ -91,7 +98,7 @@ class RecallReport:
     prompt_tokens_in_context: float
     prompt_tokens_adapter: float
     internalize_ms_median: float
-    adapter_bytes: int
+    adapter_bytes: int | None  # None: every target's adapter was refused
     adapter_rank: float  # mean over the texts
     composed_rank: float  # mean, N = 2
     chance: float | None = None
@@ -103,9 +110,16 @@ class RecallReport:
     adapter_on_whole_prompt: float | None = None
     """For a hypernetwork trained to act on the answer only: recall with the adapter on the whole
     prompt too, as PEFT and vLLM apply an exported adapter."""
+    refused_adapters: dict[str, int] = field(default_factory=dict)
+    """Texts whose adapter the engine refused (their questions count as misses), by role:
+    ``targets``, ``distractors``, ``by_n_facts``, ``heldout_phrasing``."""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    def to_json(self) -> str:
+        """Strict JSON: a value that does not exist (NaN, e.g. ``composed`` without N = 2) is ``null``."""
+        return strict_json(self.to_dict())
 
     def table(self) -> str:
         rows = [
@@ -145,14 +159,20 @@ class RecallReport:
                     f"| {n:<10} | {vals['n_docs']:>5.0f} | {vals['in_context']:>10.3f} | {vals['adapter']:>8.3f} "
                     f"| {vals['rank']:>6.1f} |"
                 )
+        size = "no adapter" if self.adapter_bytes is None else f"{self.adapter_bytes:,} bytes on disk"
         lines += [
             "",
             "exact first words: " + ", ".join(f"{k} {v:.3f}" for k, v in self.exact_first_words.items()),
             f"internalize latency, median of {self.n_docs} single texts: {self.internalize_ms_median:.1f} ms "
             f"({self.torch_threads} torch threads)",
-            f"adapter: mean rank {self.adapter_rank:.1f}, {self.adapter_bytes:,} bytes on disk (first text); "
+            f"adapter: mean rank {self.adapter_rank:.1f}, {size} (first text); "
             f"composed (N=2) mean rank {self.composed_rank:.1f}",
         ]
+        if any(self.refused_adapters.values()):
+            lines.append(
+                "refused adapters (their questions count as misses): "
+                + ", ".join(f"{k} {v}" for k, v in self.refused_adapters.items())
+            )
         if self.finetune is not None:
             from .finetune import FinetuneReport
 
@@ -250,6 +270,34 @@ class ReplyRunner:
             )
         return out
 
+    def replies_or_none(
+        self, prompts: list[list[int]], adapters: Sequence[Sequence[LoraAdapter] | None]
+    ) -> list[str | None]:
+        """As :meth:`replies`, one adapter list per row; a row whose list is ``None`` (a refused
+        adapter) is not generated and gets ``None``, which :func:`_hit` counts as a miss."""
+        keep = [i for i, row in enumerate(adapters) if row is not None]
+        got = self.replies([prompts[i] for i in keep], [adapters[i] for i in keep]) if keep else []  # type: ignore[misc]
+        out: list[str | None] = [None] * len(prompts)
+        for i, reply in zip(keep, got, strict=True):
+            out[i] = reply
+        return out
+
+
+def internalize_or_refuse(model: WeightMemoryModel, texts: Sequence[str]) -> list[LoraAdapter | None]:
+    """One adapter per text, ``None`` where the engine refuses the text's adapter
+    (:class:`~agenthn_langgraph.errors.AdapterNormError`). A batch holding a refused text is
+    internalized again text by text, so only that text is lost."""
+    try:
+        return list(model.internalize_many(texts))
+    except AdapterNormError:
+        out: list[LoraAdapter | None] = []
+        for text in texts:
+            try:
+                out.append(model.internalize(text))
+            except AdapterNormError:
+                out.append(None)
+        return out
+
 
 def evaluate_recall(
     model: WeightMemoryModel,
@@ -283,11 +331,17 @@ def evaluate_recall(
     runner = ReplyRunner(model, batch, max_new_tokens or answer_len + 6)
 
     texts = list({t.context: None for t in targets} | {d.context: None for ds in distractors for d in ds})
-    adapters: dict[str, LoraAdapter] = {}
+    adapters: dict[str, LoraAdapter | None] = {}  # None: refused
     for s in tqdm(range(0, len(texts), 32), desc="internalize", disable=not progress):
-        adapters.update(zip(texts[s : s + 32], model.internalize_many(texts[s : s + 32]), strict=True))
+        adapters.update(zip(texts[s : s + 32], internalize_or_refuse(model, texts[s : s + 32]), strict=True))
+    target_texts = {t.context for t in targets}
+    refused = {
+        "targets": sum(adapters[t] is None for t in target_texts),
+        "distractors": sum(adapters[t] is None for t in texts if t not in target_texts),
+    }
+    accepted = [t for t in targets if adapters[t.context] is not None]
     latencies = []
-    for t in tqdm(targets, desc="latency", disable=not progress):
+    for t in tqdm(accepted, desc="latency", disable=not progress):
         t0 = time.perf_counter()
         model.internalize(t.context)
         latencies.append((time.perf_counter() - t0) * 1000)
@@ -295,27 +349,29 @@ def evaluate_recall(
     questions = [_Question(i, p, t.genre) for i, t in enumerate(targets) for p in t.qa]
     bare = [prompts.student_ids(q.pair.question) for q in questions]
     in_ctx = [prompts.teacher_ids(targets[q.target].context, q.pair.question) for q in questions]
-    own = [[adapters[targets[q.target].context]] for q in questions]
-    composed_for: dict[int, dict[int, LoraAdapter]] = defaultdict(dict)
+    own = [_row([adapters[targets[q.target].context]]) for q in questions]
+    composed_for: dict[int, dict[int, LoraAdapter | None]] = defaultdict(dict)
     for i, t in enumerate(targets):
         for n in compose_ns:
             parts = [adapters[t.context]] + [adapters[d.context] for d in distractors[i][:n]]
-            composed_for[n][i] = LoraAdapter.compose(rng.sample(parts, len(parts)))
+            order = rng.sample(parts, len(parts))  # drawn either way: the other stacks keep their order
+            # a stack that would need a refused adapter is not built: its target's questions are misses
+            composed_for[n][i] = None if any(a is None for a in parts) else LoraAdapter.compose(order)  # type: ignore[arg-type]
 
-    replies = {
-        "no_memory": runner.replies(bare, None),
-        "in_context": runner.replies(in_ctx, None),
-        "adapter": runner.replies(bare, own),
+    replies: dict[str, list[str | None]] = {
+        "no_memory": list(runner.replies(bare, None)),
+        "in_context": list(runner.replies(in_ctx, None)),
+        "adapter": runner.replies_or_none(bare, own),
     }
     if not model.chat_format.adapter_on_prompt:
         replies["adapter_on_whole_prompt"] = ReplyRunner(
             model, batch, runner.max_new_tokens, adapter_on_prompt=True
-        ).replies(bare, own)
+        ).replies_or_none(bare, own)
     for n in tqdm(compose_ns, desc="composed", disable=not progress):
-        replies[f"composed_{n}"] = runner.replies(bare, [[composed_for[n][q.target]] for q in questions])
-    hits = {k: [recalled(r, q.pair.answer) for r, q in zip(v, questions, strict=True)] for k, v in replies.items()}
+        replies[f"composed_{n}"] = runner.replies_or_none(bare, [_row([composed_for[n][q.target]]) for q in questions])
+    hits = {k: [_hit(r, q.pair.answer) for r, q in zip(v, questions, strict=True)] for k, v in replies.items()}
     exact = {
-        k: _mean([exact_first_words(r, q.pair.answer) for r, q in zip(v, questions, strict=True)])
+        k: _mean([r is not None and exact_first_words(r, q.pair.answer) for r, q in zip(v, questions, strict=True)])
         for k, v in replies.items()
     }
     by_genre: dict[str, dict[str, float]] = {}
@@ -324,45 +380,52 @@ def evaluate_recall(
         by_genre[str(genre)] = {k: _mean([h[i] for i in idx]) for k, h in hits.items()}
 
     by_n: dict[str, dict[str, float]] = {}
+    refused_by_n = 0
     per_n = docs_per_n_facts if docs_per_n_facts is not None else max(n_docs // 4, 1)
     for n in tqdm(facts_per_text, desc="facts per text", disable=not progress or not per_n):
         genres = [g for g in language.genres if language.max_facts(g) >= n]
         if not per_n or not genres:
             continue
         docs = language.examples(per_n, seed + 10 + n, n_facts=n, genres=genres)
-        docs_adapters = model.internalize_many([d.context for d in docs])
+        docs_adapters = internalize_or_refuse(model, [d.context for d in docs])
+        refused_by_n += sum(a is None for a in docs_adapters)
         qs = [(d, p, a) for d, a in zip(docs, docs_adapters, strict=True) for p in d.qa]
-        with_ad = runner.replies([prompts.student_ids(p.question) for _, p, _ in qs], [[a] for _, _, a in qs])
+        with_ad = runner.replies_or_none(
+            [prompts.student_ids(p.question) for _, p, _ in qs], [_row([a]) for *_, a in qs]
+        )
         ctx = runner.replies([prompts.teacher_ids(d.context, p.question) for d, p, _ in qs], None)
         by_n[str(n)] = {
             "n_docs": float(len(docs)),
-            "adapter": _mean([recalled(r, p.answer) for r, (_, p, _) in zip(with_ad, qs, strict=True)]),
+            "adapter": _mean([_hit(r, p.answer) for r, (_, p, _) in zip(with_ad, qs, strict=True)]),
             "in_context": _mean([recalled(r, p.answer) for r, (_, p, _) in zip(ctx, qs, strict=True)]),
-            "rank": _mean([a.rank for a in docs_adapters]),
+            "rank": _mean([a.rank for a in docs_adapters if a is not None]),
         }
 
     heldout: dict[str, float] = {}
+    refused_heldout = 0
     n_held = n_docs // 2 if heldout_docs is None else heldout_docs
     if n_held:
         hdocs = language.examples(n_held, seed + 2, n_facts=n_facts, heldout_phrasing=True)
-        hads = model.internalize_many([d.context for d in hdocs])
+        hads = internalize_or_refuse(model, [d.context for d in hdocs])
+        refused_heldout = sum(a is None for a in hads)
         hq = [(d, p, a) for d, a in zip(hdocs, hads, strict=True) for p in d.qa]
         h_ctx = runner.replies([prompts.teacher_ids(d.context, p.question) for d, p, _ in hq], None)
-        h_ad = runner.replies([prompts.student_ids(p.question) for _, p, _ in hq], [[a] for _, _, a in hq])
+        h_ad = runner.replies_or_none([prompts.student_ids(p.question) for _, p, _ in hq], [_row([a]) for *_, a in hq])
         heldout = {
             "in_context": _mean([recalled(r, p.answer) for r, (_, p, _) in zip(h_ctx, hq, strict=True)]),
-            "adapter": _mean([recalled(r, p.answer) for r, (_, p, _) in zip(h_ad, hq, strict=True)]),
+            "adapter": _mean([_hit(r, p.answer) for r, (_, p, _) in zip(h_ad, hq, strict=True)]),
             "n_docs": float(n_held),
         }
 
+    latency_ms = statistics.median(latencies) if latencies else float("nan")
     finetune = None
-    if finetune_docs:
+    if finetune_docs and accepted:
         from .finetune import evaluate_finetune
 
         finetune = evaluate_finetune(
             model,
-            targets[:finetune_docs],
-            internalize_ms_median=statistics.median(latencies),
+            accepted[:finetune_docs],  # the baseline compares with the hypernetwork's adapter: texts it made one for
+            internalize_ms_median=latency_ms,
             checkpoints=finetune_steps,
             batch=batch,
             max_new_tokens=runner.max_new_tokens,
@@ -370,9 +433,12 @@ def evaluate_recall(
             progress=progress,
         ).to_dict()
 
-    first = adapters[targets[0].context]
-    with tempfile.TemporaryDirectory() as tmp:
-        adapter_bytes = LoraAdapter.bytes_on_disk(first.save(f"{tmp}/a"))
+    adapter_bytes = None
+    if accepted:
+        first = adapters[accepted[0].context]
+        assert first is not None
+        with tempfile.TemporaryDirectory() as tmp:
+            adapter_bytes = LoraAdapter.bytes_on_disk(first.save(f"{tmp}/a"))
     chance_fn = getattr(language, "chance", None)
     composed = {str(n): _mean(hits[f"composed_{n}"]) for n in compose_ns}
     return RecallReport(
@@ -389,10 +455,12 @@ def evaluate_recall(
         exact_first_words=exact,
         prompt_tokens_in_context=statistics.mean(len(p) for p in in_ctx),
         prompt_tokens_adapter=statistics.mean(len(p) for p in bare),
-        internalize_ms_median=statistics.median(latencies),
+        internalize_ms_median=latency_ms,
         adapter_bytes=adapter_bytes,
-        adapter_rank=_mean([adapters[t.context].rank for t in targets]),
-        composed_rank=_mean([c.rank for c in composed_for[2].values()]) if 2 in compose_ns else float("nan"),
+        adapter_rank=_mean([a.rank for t in accepted if (a := adapters[t.context]) is not None]),
+        composed_rank=_mean([c.rank for c in composed_for[2].values() if c is not None])
+        if 2 in compose_ns
+        else float("nan"),
         chance=chance_fn([q.pair for q in questions]) if chance_fn else None,
         by_genre=by_genre,
         by_n_facts=by_n,
@@ -400,6 +468,7 @@ def evaluate_recall(
         torch_threads=torch.get_num_threads(),
         finetune=finetune,
         adapter_on_whole_prompt=_mean(hits["adapter_on_whole_prompt"]) if "adapter_on_whole_prompt" in hits else None,
+        refused_adapters={**refused, "by_n_facts": refused_by_n, "heldout_phrasing": refused_heldout},
     )
 
 
@@ -451,3 +520,34 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 
 def _mean(xs: Sequence[float | bool]) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
+
+
+def _row(adapters: list[LoraAdapter | None]) -> list[LoraAdapter] | None:
+    """A row's adapter list, or None when one of them was refused (the row is then a miss)."""
+    return None if any(a is None for a in adapters) else adapters  # type: ignore[return-value]
+
+
+def _hit(reply: str | None, answer: str) -> bool:
+    """:func:`recalled`, with no reply (a refused adapter) a miss."""
+    return reply is not None and recalled(reply, answer)
+
+
+def _finite(value: object) -> object:
+    """``value`` with every NaN or infinite float, at any depth, replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def strict_json(value: object) -> str:
+    """JSON that any parser reads: a value that does not exist (NaN, infinity) is ``null``, never a
+    bare ``NaN``.
+
+    >>> strict_json({"composed": float("nan"), "by_n": {"2": 0.5, "4": float("inf")}})
+    '{"composed": null, "by_n": {"2": 0.5, "4": null}}'
+    """
+    return json.dumps(_finite(value), allow_nan=False)
