@@ -8,9 +8,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from agenthn_langgraph import LocalHypernetChatModel
+from agenthn_langgraph.chat_model import to_chat_dicts
 from agenthn_langgraph.errors import ArgumentTypeError, EmptyConversationError, InvalidArgumentError
 from agenthn_langgraph.evals.cartridges import (
     CartridgeOverBudgetError,
@@ -75,6 +77,26 @@ def test_a_cartridge_distils_evicted_turns_into_a_kv_prefix(llm):
             bare += recalled(llm.invoke([HumanMessage(f.question)]).content, f.answer)
             n += 1
     assert hits >= n - 1 and bare <= 1, (hits, bare, n)
+
+
+def test_the_teacher_reads_a_chunk_once_as_it_reads_it_in_every_prompt(llm):
+    from agenthn_langgraph.evals.cartridges import _context_cache, greedy
+
+    chunk = [
+        HumanMessage("my pet is a frog ."),
+        AIMessage("nice !"),
+        HumanMessage("i live in lima ."),
+        AIMessage("ok ."),
+    ]
+    questions = ["what pet do i have ?", "where do i live ?", "how are you ?"]
+    prompts = [llm.engine.encode(llm.engine.render(to_chat_dicts([*chunk, HumanMessage(q)]))) for q in questions]
+    full, full_p = greedy(llm, prompts, 6)
+    context = _context_cache(llm, prompts)
+    assert 10 < context.n_tokens < min(len(p) for p in prompts)
+    cached, cached_p = greedy(llm, [p[context.n_tokens :] for p in prompts], 6, context)
+    assert cached == full and full[0][:1] == llm.engine.encode("frog")
+    for a, b in zip(full_p, cached_p, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
 
 
 def test_kv_bytes_per_token_of_the_tiny_base(llm):

@@ -148,6 +148,18 @@ def greedy(
     return answers, [torch.stack(p) for p in probs]
 
 
+@torch.no_grad()
+def _context_cache(model: LocalHypernetChatModel, prompts: Sequence[Sequence[int]]) -> Cartridge:
+    """The keys and values of the prompts' common prefix (the chunk), one row; each prompt keeps
+    at least its last token. Reading it once equals reading it in every prompt."""
+    shared = min(len(p) for p in prompts) - 1
+    for p in prompts[1:]:
+        shared = next((i for i in range(shared) if p[i] != prompts[0][i]), shared)
+    out = model.engine.base(input_ids=torch.tensor([list(prompts[0][:shared])]), use_cache=True)
+    layers = out.past_key_values.layers
+    return Cartridge([layer.keys[0] for layer in layers], [layer.values[0] for layer in layers], 0.0, 0, float("nan"))
+
+
 def _chunks(
     model: LocalHypernetChatModel, turns: Sequence[Sequence[BaseMessage]], budget: int
 ) -> list[list[BaseMessage]]:
@@ -213,10 +225,11 @@ def train_cartridge(
         if not open_questions:
             break
         prompts = [engine.encode(engine.render(to_chat_dicts([*chunk, HumanMessage(q)]))) for q in open_questions]
+        context = _context_cache(model, prompts)  # the chunk, read once for every question
         answered: list[str] = []
         for at in range(0, len(prompts), batch):
             check_budget()
-            answers, probs = greedy(model, prompts[at : at + batch], max_new)
+            answers, probs = greedy(model, [p[context.n_tokens :] for p in prompts[at : at + batch]], max_new, context)
             for q, ans, p in zip(open_questions[at : at + batch], answers, probs, strict=True):
                 if ans and float(p[0].max()) >= min_confidence:
                     pairs.append((student_ids[q], ans, p))
