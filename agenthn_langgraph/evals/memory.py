@@ -83,6 +83,7 @@ CONDITIONS = (
     "no_memory",
 )
 DEFAULT_CARTRIDGE_BUDGET_S = 300.0
+TEXT_ROWS = ("text_rag", "text_rag_k3", "markdown_notes", "vanilla")  # the text in the prompt
 FACT_WINDOW = 20  # facts are planted in the first 20 user turns
 
 
@@ -239,8 +240,32 @@ class MemoryReport:
                 f"product follow-up ({f['n']:.0f} documents): second question asked fresh {f['fresh']:.3f}, "
                 f"asked after the first in one conversation {f['second']:.3f} (first question {f['first']:.3f})",
             ]
+        lines.append(
+            "target (weight_memory within 0.05 of the best text row at <= 1/4 of its prompt tokens): "
+            + ", ".join(
+                f"T={t}: {v['best_text_row']} ahead by {v['gap']:+.3f}, tokens x{v['token_ratio']:.2f}, "
+                + ("met" if v["met"] else "MISSED")
+                for t, v in self.targets().items()
+            )
+        )
         lines.append(f"wall time {self.wall_s:.0f} s")
         return "\n".join(lines)
+
+    def targets(self) -> dict[str, dict[str, Any]]:
+        """Per length: weight_memory's recall within 0.05 of the best text row, at <= 1/4 of its tokens."""
+        out: dict[str, dict[str, Any]] = {}
+        for t in (str(t) for t in self.turns):
+            rows = [c for c in TEXT_ROWS if self.recall[c][t] is not None]
+            best = max(rows, key=lambda c: (self.recall[c][t], -(self.prompt_tokens_median[c][t] or 0)))
+            mine, theirs = self.recall["weight_memory"][t], self.recall[best][t]
+            ratio = (self.prompt_tokens_median["weight_memory"][t] or 0) / (self.prompt_tokens_median[best][t] or 1)
+            out[t] = {
+                "best_text_row": best,
+                "gap": (theirs or 0) - (mine or 0),
+                "token_ratio": ratio,
+                "met": (mine or 0) >= (theirs or 0) - 0.05 and ratio <= 0.25,
+            }
+        return out
 
     def _recall_cell(self, c: str, t: str) -> str:
         r, ci, tok = self.recall[c][t], self.recall_ci[c][t], self.prompt_tokens_median[c][t]
