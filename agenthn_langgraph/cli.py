@@ -507,12 +507,61 @@ def cmd_eval_memory(args: argparse.Namespace) -> int:
         keep_turns=args.keep_turns,
         grow_segments=args.grow_segments,
         follow_up_docs=args.follow_up_docs,
+        cartridge_tokens=args.cartridge_tokens,
+        cartridge_epochs=args.cartridge_epochs,
+        cartridge_budget_s=args.cartridge_budget_s,
         progress=not args.json,
     )
     if args.plot:
         report.plot(args.plot)
     print(strict_json(report.to_dict()) if args.json else report.table())
     return 0
+
+
+def _benchmark_model(args: argparse.Namespace):  # noqa: ANN202 - the chat model is imported lazily
+    """The chat model an application benchmark runs (short replies; a real model gets more room)."""
+    import torch
+
+    from .chat_model import LocalHypernetChatModel
+
+    torch.set_num_threads(args.threads)
+    return LocalHypernetChatModel(model=args.model, max_tokens=8 if args.model == "tiny" else 16)
+
+
+def _print_report(args: argparse.Namespace, report: Any) -> int:
+    if args.plot:
+        report.plot(args.plot)
+    print(json.dumps(report.to_dict()) if args.json else report.table())
+    return 0
+
+
+def cmd_eval_skills(args: argparse.Namespace) -> int:
+    from .evals.skills import evaluate_skills
+
+    llm = _benchmark_model(args)
+    seeds = [args.seed + k for k in range(args.seeds)]
+    report = evaluate_skills(llm, seeds=seeds, sheets=args.sheets, facts=args.facts, progress=not args.json)
+    return _print_report(args, report)
+
+
+def cmd_eval_self_improve(args: argparse.Namespace) -> int:
+    from .evals.self_improve import evaluate_self_improve
+
+    llm = _benchmark_model(args)
+    seeds = [args.seed + k for k in range(args.seeds)]
+    report = evaluate_self_improve(
+        llm, seeds=seeds, rounds=args.rounds, sheets=args.sheets, facts=args.facts, progress=not args.json
+    )
+    return _print_report(args, report)
+
+
+def cmd_eval_personalization(args: argparse.Namespace) -> int:
+    from .evals.personalization import evaluate_personalization
+
+    llm = _benchmark_model(args)
+    seeds = [args.seed + k for k in range(args.seeds)]
+    report = evaluate_personalization(llm, seeds=seeds, users=args.users, facts=args.facts, progress=not args.json)
+    return _print_report(args, report)
 
 
 def cmd_graphs(args: argparse.Namespace) -> int:
@@ -623,6 +672,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _at_least_two(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 2, got {text}")
+    return value
+
+
 def _int_list(text: str) -> list[int]:
     """``"16,64,256"`` -> ``[16, 64, 256]``: positive ints, comma-separated."""
     try:
@@ -697,6 +753,16 @@ def _fraction(text: str) -> float:
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value
+
+
+def _application_options(parser: argparse.ArgumentParser, *, seed: int) -> None:
+    """What every application benchmark takes: the model, seeds, torch threads, --json, --plot."""
+    parser.add_argument("--model", default="tiny", help="a registered model (default: the embedded tiny one)")
+    parser.add_argument("--seeds", type=_positive_int, default=3, help="seeds: --seed, --seed+1, ... (default 3)")
+    parser.add_argument("--seed", type=int, default=seed)
+    parser.add_argument("--torch-threads", dest="threads", type=_positive_int, default=2)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--plot", default=None, help="also write a chart (PNG) to this path")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -959,10 +1025,47 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--follow-up-docs", dest="follow_up_docs", type=_non_negative_int, default=100, help="0: no follow-ups"
     )
+    m.add_argument(
+        "--cartridge-tokens", type=_positive_int, default=96, help="virtual tokens of the cartridges row's KV prefix"
+    )
+    m.add_argument("--cartridge-epochs", type=_positive_int, default=60, help="the cartridges row's training epochs")
+    m.add_argument(
+        "--cartridge-budget-s",
+        type=_non_negative_float,
+        default=300.0,
+        help="seconds a thread's cartridge may train; lengths past it are skipped (0: no cartridges)",
+    )
     m.add_argument("--json", action="store_true")
     m.add_argument("--plot", default=None, help="also draw recall and prompt tokens against thread length (PNG)")
     m.add_argument("--torch-threads", dest="threads", type=_positive_int, default=2)
     m.set_defaults(func=cmd_eval_memory)
+
+    sk = esub.add_parser(
+        "skills", help="reference sheets: base vs sheet in context vs internalized skill adapter (with/without nudge)"
+    )
+    _application_options(sk, seed=515151)
+    sk.add_argument("--sheets", type=_positive_int, default=8, help="reference sheets per seed (one subject each)")
+    sk.add_argument("--facts", type=_positive_int, default=None, help="facts per sheet (default: the most one holds)")
+    sk.set_defaults(func=cmd_eval_skills)
+
+    si = esub.add_parser(
+        "self-improve", help="the self-improvement graph: accuracy per round (attempt, reflect, re-internalize)"
+    )
+    _application_options(si, seed=777)
+    si.add_argument("--rounds", type=_positive_int, default=3, help="reflections at most (the graph's max_rounds)")
+    si.add_argument("--sheets", type=_positive_int, default=3, help="reference sheets in the study material")
+    si.add_argument("--facts", type=_positive_int, default=4, help="facts per sheet (one question each)")
+    si.set_defaults(func=cmd_eval_self_improve)
+
+    pz = esub.add_parser(
+        "personalization", help="profiles edited over sessions: profile adapter vs profile as text vs off, leakage"
+    )
+    _application_options(pz, seed=626262)
+    pz.add_argument("--users", type=_at_least_two, default=6, help="users per seed (their values differ per topic)")
+    pz.add_argument(
+        "--facts", type=_at_least_two, default=4, help="facts stated in session 1 (then 1 updated, 1 added, 1 removed)"
+    )
+    pz.set_defaults(func=cmd_eval_personalization)
 
     c = sub.add_parser("convert", help="convert other hypernetworks' checkpoints to ours (safetensors + JSON)")
     csub = c.add_subparsers(dest="convert_what", required=True)

@@ -154,10 +154,14 @@ def test_eval_memory_json_and_graphs(tmp_path):
     proc = _agenthn(
         "eval", "memory", "--turns", "16,24", "--seeds", "1", "--threads", "1", "--follow-up-docs", "4",
         "--plot", str(tmp_path / "memory.png"), "--json",
+        "--cartridge-budget-s", "0",  # the cartridges row: tests/test_memory_baselines.py
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = _json(proc)
-    conditions = {"weight_memory", "text_rag", "text_rag_k3", "compose_all", "latest_only", "vanilla", "no_memory"}
+    conditions = {
+        "weight_memory", "text_rag", "text_rag_k3", "markdown_notes", "cartridges", "compose_all", "latest_only",
+        "vanilla", "no_memory",
+    }  # fmt: skip
     assert set(report["recall"]) == set(report["recall_ci"]) == set(report["prompt_tokens_median"]) == conditions
     assert set(report["recall"]["weight_memory"]) == {"16", "24"} and report["questions"] == {"16": 6, "24": 6}
     for key in ("retrieval_top1_hit", "normal_reply_rate", "thread_tokens_median", "latest_value_rate"):

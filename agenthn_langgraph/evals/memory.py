@@ -9,18 +9,26 @@ question on its own fork of the thread's last checkpoint, under every condition:
 * ``weight_memory`` -- the agent itself: the recalled segment's adapter, the recent turns in context;
 * ``text_rag``     -- the same segment the agent recalled, its turns put back in the prompt as text;
 * ``text_rag_k3``  -- the retriever's top 3 segments as text;
+* ``markdown_notes`` -- the agent's own notes file: after each compaction the user's statements in
+  the evicted turns are written into it (a restatement rewrites its line), and the whole file goes
+  into the prompt (:mod:`.notes`);
+* ``cartridges``   -- a KV prefix of ``cartridge_tokens`` virtual tokens trained per thread by
+  distillation on the thread's evicted turns (:mod:`.cartridges`); its training seconds are
+  reported per thread length, and lengths whose first thread passes ``cartridge_budget_s`` are
+  skipped (with every longer one);
 * ``compose_all``  -- every segment adapter composed (rank-concatenated), no retrieval;
 * ``latest_only``  -- the newest segment adapter only;
 * ``vanilla``      -- no memory store: the newest turns of the whole thread that fit the window;
 * ``no_memory``    -- the question alone.
 
 Reported per condition and thread length: recall (the latest value in the reply's first
-sentence) with a Wilson 95% interval, ``latest_value_rate`` on restated facts, median prompt
-tokens and milliseconds per question; for the agent, ``retrieval_top1_hit`` (the recalled segment
-holds the fact's latest statement, over facts no longer in context) and ``normal_reply_rate``
-(small-talk replies, once memory exists, that are the model's normal reply and no remembered
-value). ``follow_up`` asks a product document's second question after its first in one
-conversation, against the same question asked fresh.
+sentence) with a Wilson 95% interval, ``latest_value_rate`` on restated facts, and what a question
+costs (medians): prompt tokens (a cartridge's virtual tokens included), KV-cache bytes at query
+time (prompt tokens x the base's bytes per token), adapter bytes and milliseconds; for the agent,
+``retrieval_top1_hit`` (the recalled segment holds the fact's latest statement, over facts no
+longer in context) and ``normal_reply_rate`` (small-talk replies, once memory exists, that are the
+model's normal reply and no remembered value). ``follow_up`` asks a product document's second
+question after its first in one conversation, against the same question asked fresh.
 """
 
 from __future__ import annotations
@@ -44,14 +52,38 @@ from ..lora.adapter import LoraAdapter
 from ..memory import SegmentRetriever
 from ..models.registry import language_of
 from ..nodes.compact import split_turns
+from ..options import check_int_option, check_real_option
 from ..prebuilt import create_memory_agent
 from ..prebuilt.agents import DEFAULT_AGENT_KEEP_TURNS, DEFAULT_AGENT_MAX_TURNS
 from ..store import AdapterStore
+from .cartridges import (
+    DEFAULT_CARTRIDGE_EPOCHS,
+    DEFAULT_CARTRIDGE_TOKENS,
+    Cartridge,
+    CartridgeOverBudgetError,
+    kv_bytes_per_token,
+    self_study_questions,
+    train_cartridge,
+)
+from .cartridges import answer as cartridge_answer
+from .notes import MarkdownNotes
 from .recall import normalize, recalled, wilson_interval
 
 DEFAULT_MEMORY_EVAL_SEED = 424242
 DEFAULT_TURNS = (16, 64, 256, 1024)
-CONDITIONS = ("weight_memory", "text_rag", "text_rag_k3", "compose_all", "latest_only", "vanilla", "no_memory")
+CONDITIONS = (
+    "weight_memory",
+    "text_rag",
+    "text_rag_k3",
+    "markdown_notes",
+    "cartridges",
+    "compose_all",
+    "latest_only",
+    "vanilla",
+    "no_memory",
+)
+DEFAULT_CARTRIDGE_BUDGET_S = 300.0
+TEXT_ROWS = ("text_rag", "text_rag_k3", "markdown_notes", "vanilla")  # the text in the prompt
 FACT_WINDOW = 20  # facts are planted in the first 20 user turns
 
 
@@ -117,11 +149,21 @@ class MemoryReport:
     max_turns: int
     keep_turns: int
     grow_segments: bool
-    recall: dict[str, dict[str, float]] = field(default_factory=dict)  # condition -> T -> recall
-    recall_ci: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    latest_value_rate: dict[str, dict[str, float]] = field(default_factory=dict)
-    prompt_tokens_median: dict[str, dict[str, float]] = field(default_factory=dict)
-    ms_per_question_median: dict[str, dict[str, float]] = field(default_factory=dict)
+    cartridge_tokens: int = DEFAULT_CARTRIDGE_TOKENS
+    cartridge_epochs: int = DEFAULT_CARTRIDGE_EPOCHS
+    cartridge_budget_s: float = DEFAULT_CARTRIDGE_BUDGET_S
+    kv_bytes_per_token: int = 0
+    # condition -> T -> value; None where a condition did not run (cartridges over their budget)
+    recall: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    recall_ci: dict[str, dict[str, list[float] | None]] = field(default_factory=dict)
+    latest_value_rate: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    prompt_tokens_median: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    kv_bytes_median: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    adapter_bytes_median: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    ms_per_question_median: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    cartridge_train_s: dict[str, list[float]] = field(default_factory=dict)  # T -> seconds per trained thread
+    cartridge_pairs: dict[str, list[int]] = field(default_factory=dict)  # T -> distillation pairs per thread
+    cartridge_skipped: dict[str, int] = field(default_factory=dict)  # T -> threads not trained (over budget)
     retrieval_top1_hit: dict[str, float] = field(default_factory=dict)
     retrieval_questions: dict[str, int] = field(default_factory=dict)
     normal_reply_rate: dict[str, float] = field(default_factory=dict)
@@ -129,6 +171,7 @@ class MemoryReport:
     segments_median: dict[str, float] = field(default_factory=dict)
     ms_per_turn_median: dict[str, float] = field(default_factory=dict)
     questions: dict[str, int] = field(default_factory=dict)
+    questions_by_condition: dict[str, dict[str, int]] = field(default_factory=dict)  # fewer where skipped
     follow_up: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
 
@@ -147,11 +190,18 @@ class MemoryReport:
             "|---|" + "---|" * len(ts),
         ]
         for c in CONDITIONS:
-            cells = [
-                f"{self.recall[c][t]:.3f} ({self.recall_ci[c][t][0]:.2f}-{self.recall_ci[c][t][1]:.2f}), "
-                f"{self.prompt_tokens_median[c][t]:.0f} tok"
-                for t in ts
-            ]
+            cells = [self._recall_cell(c, t) for t in ts]
+            lines.append(f"| {c} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            f"cost per question (medians): prompt tokens / KV cache at query time (KiB, "
+            f"{self.kv_bytes_per_token} bytes a token) / adapter applied (KiB) / ms",
+            "",
+            "| condition | " + " | ".join(f"T={t}" for t in ts) + " |",
+            "|---|" + "---|" * len(ts),
+        ]
+        for c in CONDITIONS:
+            cells = [self._cost_cell(c, t) for t in ts]
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
         lines += [
             "",
@@ -174,6 +224,14 @@ class MemoryReport:
             + " | ".join(f"{self.ms_per_question_median['weight_memory'][t]:.0f}" for t in ts)
             + " |",
             "| ms / turn, agent | " + " | ".join(f"{self.ms_per_turn_median[t]:.0f}" for t in ts) + " |",
+            f"| cartridge train s ({self.cartridge_tokens} tokens, {self.cartridge_epochs} epochs; median, range) | "
+            + " | ".join(self._train_cell(t) for t in ts)
+            + " |",
+            "| cartridge distillation pairs (median) | "
+            + " | ".join(
+                f"{statistics.median(self.cartridge_pairs[t]):.0f}" if self.cartridge_pairs.get(t) else "-" for t in ts
+            )
+            + " |",
         ]
         f = self.follow_up
         if f:
@@ -182,8 +240,50 @@ class MemoryReport:
                 f"product follow-up ({f['n']:.0f} documents): second question asked fresh {f['fresh']:.3f}, "
                 f"asked after the first in one conversation {f['second']:.3f} (first question {f['first']:.3f})",
             ]
+        lines.append(
+            "target (weight_memory within 0.05 of the best text row at <= 1/4 of its prompt tokens): "
+            + ", ".join(
+                f"T={t}: {v['best_text_row']} ahead by {v['gap']:+.3f}, tokens x{v['token_ratio']:.2f}, "
+                + ("met" if v["met"] else "MISSED")
+                for t, v in self.targets().items()
+            )
+        )
         lines.append(f"wall time {self.wall_s:.0f} s")
         return "\n".join(lines)
+
+    def targets(self) -> dict[str, dict[str, Any]]:
+        """Per length: weight_memory's recall within 0.05 of the best text row, at <= 1/4 of its tokens."""
+        out: dict[str, dict[str, Any]] = {}
+        for t in (str(t) for t in self.turns):
+            rows = [c for c in TEXT_ROWS if self.recall[c][t] is not None]
+            best = max(rows, key=lambda c: (self.recall[c][t], -(self.prompt_tokens_median[c][t] or 0)))
+            mine, theirs = self.recall["weight_memory"][t], self.recall[best][t]
+            ratio = (self.prompt_tokens_median["weight_memory"][t] or 0) / (self.prompt_tokens_median[best][t] or 1)
+            out[t] = {
+                "best_text_row": best,
+                "gap": (theirs or 0) - (mine or 0),
+                "token_ratio": ratio,
+                "met": (mine or 0) >= (theirs or 0) - 0.05 and ratio <= 0.25,
+            }
+        return out
+
+    def _recall_cell(self, c: str, t: str) -> str:
+        r, ci, tok = self.recall[c][t], self.recall_ci[c][t], self.prompt_tokens_median[c][t]
+        if r is None or ci is None or tok is None:
+            return f"skipped (over {self.cartridge_budget_s:g} s budget)"
+        return f"{r:.3f} ({ci[0]:.2f}-{ci[1]:.2f}), {tok:.0f} tok"
+
+    def _cost_cell(self, c: str, t: str) -> str:
+        tok, kv = self.prompt_tokens_median[c][t], self.kv_bytes_median[c][t]
+        adapter, ms = self.adapter_bytes_median[c][t], self.ms_per_question_median[c][t]
+        if tok is None or kv is None or adapter is None or ms is None:
+            return "skipped"
+        return f"{tok:.0f} / {kv / 1024:.0f} / {adapter / 1024:.0f} / {ms:.0f}"
+
+    def _train_cell(self, t: str) -> str:
+        secs, skipped = self.cartridge_train_s.get(t) or [], self.cartridge_skipped.get(t, 0)
+        cell = f"{statistics.median(secs):.1f} ({min(secs):.1f}-{max(secs):.1f})" if secs else "-"
+        return cell + (f", {skipped} skipped" if skipped else "")
 
     def plot(self, path: str) -> str:
         import matplotlib
@@ -192,23 +292,28 @@ class MemoryReport:
         import matplotlib.pyplot as plt
 
         ts = [str(t) for t in self.turns]
-        x = [self.thread_tokens_median[t] for t in ts]
         fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
         for c in CONDITIONS:
             style = dict(lw=2.5) if c == "weight_memory" else dict(lw=1.2, alpha=0.85)
+            ran = [t for t in ts if self.recall[c][t] is not None]  # cartridges skip lengths over budget
+            if not ran:
+                continue
+            xs = [self.thread_tokens_median[t] for t in ran]
+            r = [float(self.recall[c][t]) for t in ran]  # type: ignore[arg-type]
+            ci = [self.recall_ci[c][t] or [v, v] for t, v in zip(ran, r, strict=True)]
             a.errorbar(
-                x,
-                [self.recall[c][t] for t in ts],
+                xs,
+                r,
                 yerr=[  # clamped: at 0 or 1 rounding can put the interval's edge a hair inside
-                    [max(self.recall[c][t] - self.recall_ci[c][t][0], 0.0) for t in ts],
-                    [max(self.recall_ci[c][t][1] - self.recall[c][t], 0.0) for t in ts],
+                    [max(v - lo_hi[0], 0.0) for v, lo_hi in zip(r, ci, strict=True)],
+                    [max(lo_hi[1] - v, 0.0) for v, lo_hi in zip(r, ci, strict=True)],
                 ],
                 marker="o",
                 capsize=2,
                 label=c,
                 **style,
             )
-            b.plot(x, [max(self.prompt_tokens_median[c][t], 1) for t in ts], marker="o", label=c, **style)
+            b.plot(xs, [max(float(self.prompt_tokens_median[c][t] or 1), 1) for t in ran], marker="o", label=c, **style)
         for ax in (a, b):
             ax.set_xscale("log")
             ax.set_xlabel("thread length (tokens, median)")
@@ -233,7 +338,22 @@ class _Cell:
         self.hits: list[bool] = []
         self.latest: list[bool] = []
         self.tokens: list[int] = []
+        self.adapter_bytes: list[int] = []
         self.ms: list[float] = []
+
+
+@dataclass
+class CartridgeOptions:
+    """How the ``cartridges`` row trains, and which thread lengths it has given up on."""
+
+    n_tokens: int = DEFAULT_CARTRIDGE_TOKENS
+    epochs: int = DEFAULT_CARTRIDGE_EPOCHS
+    budget_s: float = DEFAULT_CARTRIDGE_BUDGET_S
+    questions: list[str] = field(default_factory=list)  # the self-study questions
+    over_budget_at: int | None = None  # the shortest thread length whose training passed the budget
+
+    def skips(self, turns: int) -> bool:
+        return self.over_budget_at is not None and turns >= self.over_budget_at
 
 
 def _turn_messages(said: Sequence[str], replies: Sequence[str], first: int, last: int) -> list[BaseMessage]:
@@ -277,6 +397,7 @@ def _run_thread(
     max_turns: int,
     keep_turns: int,
     grow_segments: bool,
+    cartridge: CartridgeOptions,
 ) -> None:
     saver = InMemorySaver()
     agent = create_memory_agent(
@@ -285,6 +406,8 @@ def _run_thread(
     cfg: dict[str, Any] = {"configurable": {"thread_id": tid}}
     replies: list[str] = []
     out: dict[str, Any] = {}
+    notes = MarkdownNotes(llm)  # the markdown_notes agent's file, written after each compaction
+    noted = 0
     for text in thread.said:
         had_memory = bool(out.get("memory_segments"))
         t0 = time.perf_counter()
@@ -294,6 +417,10 @@ def _run_thread(
         replies.append(reply)
         if had_memory and text in talk:
             stats["normal"].append(_is_normal(reply, talk[text]))
+        compacted_now = int(out.get("compacted_turns") or 0)
+        if compacted_now > noted:  # a compaction evicted turns noted..compacted_now-1: write them down
+            notes.write(_turn_messages(thread.said, replies, noted, compacted_now - 1))
+            noted = compacted_now
     history = _turn_messages(thread.said, replies, 0, len(replies) - 1)
     stats["thread_tokens"].append(llm.get_num_tokens_from_messages(history))
     final = agent.get_state(cfg)
@@ -305,14 +432,17 @@ def _run_thread(
     retriever = SegmentRetriever(store, llm)  # the agent's retriever, with the agent's defaults
     all_adapters = [store.get(s, namespace=namespace) for s in segments]
     composed = LoraAdapter.compose(all_adapters) if all_adapters else None
+    evicted = int(final.values.get("compacted_turns") or 0)
+    trained = _train_thread_cartridge(llm, thread, replies, evicted, len(thread.said), cartridge, stats)
     for q in thread.questions:
         # weight_memory: the agent on its own fork of the final checkpoint
         t0 = time.perf_counter()
         fork = agent.invoke({"messages": [("user", q.text)]}, final.config)
         ms = (time.perf_counter() - t0) * 1000
         reply = fork["messages"][-1]
-        _score(cells["weight_memory"], q, str(reply.content), int(reply.usage_metadata["input_tokens"]), ms)
         used = [r["id"] for r in (fork.get("active_adapters") or {}).get("segments", [])]
+        applied = sum(store.get(i, namespace=namespace).nbytes for i in used)
+        _score(cells["weight_memory"], q, str(reply.content), int(reply.usage_metadata["input_tokens"]), ms, applied)
         compacted = int(fork.get("compacted_turns") or 0)
         if q.stated_at < compacted:  # the statement left the context: only memory can hold it
             hit = False
@@ -327,8 +457,23 @@ def _run_thread(
         rag3 = [records.get(h.segment_id) or store.get_record(h.segment_id, namespace=namespace) for h in top3]
         _score_text(llm, store, cells["text_rag_k3"], q, thread, replies, rag3, kept)
         msgs = [*kept, HumanMessage(q.text)]
-        _score(cells["compose_all"], q, *_ask(llm, msgs, store, [composed] if composed else []))
-        _score(cells["latest_only"], q, *_ask(llm, msgs, store, all_adapters[-1:]))
+        _score(cells["markdown_notes"], q, *_ask(llm, [*notes.messages(), *msgs], store))
+        if trained is not None:
+            t0 = time.perf_counter()
+            text, tokens = cartridge_answer(llm, trained, msgs)
+            _score(cells["cartridges"], q, text, tokens, (time.perf_counter() - t0) * 1000)
+        _score(
+            cells["compose_all"],
+            q,
+            *_ask(llm, msgs, store, [composed] if composed else []),
+            composed.nbytes if composed else 0,
+        )
+        _score(
+            cells["latest_only"],
+            q,
+            *_ask(llm, msgs, store, all_adapters[-1:]),
+            sum(a.nbytes for a in all_adapters[-1:]),
+        )
         _score(cells["vanilla"], q, *_ask(llm, _window(llm, history, q.text), store))
         _score(cells["no_memory"], q, *_ask(llm, [HumanMessage(q.text)], store))
 
@@ -349,12 +494,41 @@ def _score_text(
     _score(cell, q, *_ask(llm, [*text, *kept, HumanMessage(q.text)], store))
 
 
-def _score(cell: _Cell, q: Question, reply: str, tokens: int, ms: float) -> None:
+def _score(cell: _Cell, q: Question, reply: str, tokens: int, ms: float, adapter_bytes: int = 0) -> None:
     cell.hits.append(recalled(reply, q.answer))
     if q.old_answer is not None:
         cell.latest.append(recalled(reply, q.answer))
     cell.tokens.append(tokens)
+    cell.adapter_bytes.append(adapter_bytes)
     cell.ms.append(ms)
+
+
+def _train_thread_cartridge(
+    llm: LocalHypernetChatModel,
+    thread: Thread,
+    replies: list[str],
+    evicted: int,
+    length: int,
+    options: CartridgeOptions,
+    stats: dict[str, list[Any]],
+) -> Cartridge | None:
+    """The thread's cartridge, distilled from its evicted turns; ``None`` when over budget."""
+    if options.skips(length) or evicted == 0:
+        stats["cartridge_skipped"].append(1)
+        return None
+    _, turns = split_turns(_turn_messages(thread.said, replies, 0, evicted - 1))
+    try:
+        trained = train_cartridge(
+            llm, turns, options.questions, n_tokens=options.n_tokens, epochs=options.epochs, budget_s=options.budget_s
+        )
+    except CartridgeOverBudgetError:
+        # this length and every longer one: their threads hold at least as many evicted turns
+        options.over_budget_at = min(length, options.over_budget_at or length)
+        stats["cartridge_skipped"].append(1)
+        return None
+    stats["cartridge_train_s"].append(trained.train_s)
+    stats["cartridge_pairs"].append(trained.n_pairs)
+    return trained
 
 
 def _small_talk_replies(language: Language) -> dict[str, str]:
@@ -398,17 +572,44 @@ def evaluate_memory(
     keep_turns: int = DEFAULT_AGENT_KEEP_TURNS,
     grow_segments: bool = True,
     follow_up_docs: int = 100,
+    cartridge_tokens: int = DEFAULT_CARTRIDGE_TOKENS,
+    cartridge_epochs: int = DEFAULT_CARTRIDGE_EPOCHS,
+    cartridge_budget_s: float = DEFAULT_CARTRIDGE_BUDGET_S,
     progress: bool = True,
 ) -> MemoryReport:
-    """Run every condition on the same threads; see the module docstring."""
+    """Run every condition on the same threads; see the module docstring.
+
+    ``cartridge_budget_s``: seconds one thread's cartridge may train; the first thread length whose
+    training passes it is skipped from then on, with every longer length (``0``: no cartridges).
+    """
+    check_int_option("cartridge_tokens", cartridge_tokens)
+    check_int_option("cartridge_epochs", cartridge_epochs)
+    check_real_option("cartridge_budget_s", cartridge_budget_s)
     llm = llm or LocalHypernetChatModel(max_tokens=8)
     language = language_of(llm.engine)
     talk = _small_talk_replies(language)  # small-talk line -> its normal reply
     start = time.perf_counter()
     cells = {c: {t: _Cell() for t in turns} for c in CONDITIONS}
     stats: dict[str, dict[str, list[Any]]] = {
-        str(t): {"ms_turn": [], "normal": [], "thread_tokens": [], "segments": [], "top1": []} for t in turns
+        str(t): {
+            "ms_turn": [],
+            "normal": [],
+            "thread_tokens": [],
+            "segments": [],
+            "top1": [],
+            "cartridge_train_s": [],
+            "cartridge_pairs": [],
+            "cartridge_skipped": [],
+        }
+        for t in turns
     }
+    cartridge = CartridgeOptions(
+        cartridge_tokens,
+        cartridge_epochs,
+        cartridge_budget_s,
+        self_study_questions(language),
+        over_budget_at=0 if cartridge_budget_s == 0 else None,
+    )
     bar = tqdm(total=len(seeds) * threads * sum(turns), desc="eval memory (turns)", disable=not progress)
     with tempfile.TemporaryDirectory(prefix="agenthn-eval-memory-") as tmp:
         store = AdapterStore.for_model(llm.engine, tmp)
@@ -429,14 +630,17 @@ def evaluate_memory(
                         max_turns=max_turns,
                         keep_turns=keep_turns,
                         grow_segments=grow_segments,
+                        cartridge=cartridge,
                     )
                     bar.update(t)
     bar.close()
     follow = follow_up(llm, language, n_docs=follow_up_docs, seed=seeds[0]) if follow_up_docs else {}
     ts = [str(t) for t in turns]
 
-    def per(c: str, f: Any) -> dict[str, Any]:
-        return {str(t): f(cells[c][t]) for t in turns}
+    def per(c: str, f: Any) -> dict[str, Any]:  # None where the condition never ran (cartridges over budget)
+        return {str(t): f(cells[c][t]) if cells[c][t].hits else None for t in turns}
+
+    per_token = kv_bytes_per_token(llm)
 
     return MemoryReport(
         model=llm.engine.name,
@@ -448,10 +652,16 @@ def evaluate_memory(
         max_turns=max_turns,
         keep_turns=keep_turns,
         grow_segments=grow_segments,
+        cartridge_tokens=cartridge_tokens,
+        cartridge_epochs=cartridge_epochs,
+        cartridge_budget_s=cartridge_budget_s,
+        kv_bytes_per_token=per_token,
         recall={c: per(c, lambda x: sum(x.hits) / len(x.hits)) for c in CONDITIONS},
         recall_ci={c: per(c, lambda x: list(wilson_interval(sum(x.hits), len(x.hits)))) for c in CONDITIONS},
         latest_value_rate={c: per(c, lambda x: sum(x.latest) / max(len(x.latest), 1)) for c in CONDITIONS},
         prompt_tokens_median={c: per(c, lambda x: float(statistics.median(x.tokens))) for c in CONDITIONS},
+        kv_bytes_median={c: per(c, lambda x: float(statistics.median(x.tokens)) * per_token) for c in CONDITIONS},
+        adapter_bytes_median={c: per(c, lambda x: float(statistics.median(x.adapter_bytes))) for c in CONDITIONS},
         ms_per_question_median={c: per(c, lambda x: float(statistics.median(x.ms))) for c in CONDITIONS},
         retrieval_top1_hit={k: sum(stats[k]["top1"]) / max(len(stats[k]["top1"]), 1) for k in ts},
         retrieval_questions={k: len(stats[k]["top1"]) for k in ts},
@@ -460,6 +670,10 @@ def evaluate_memory(
         segments_median={k: float(statistics.median(stats[k]["segments"])) for k in ts},
         ms_per_turn_median={k: float(statistics.median(stats[k]["ms_turn"])) for k in ts},
         questions={str(t): len(cells["weight_memory"][t].hits) for t in turns},
+        questions_by_condition={c: {str(t): len(cells[c][t].hits) for t in turns} for c in CONDITIONS},
+        cartridge_train_s={k: stats[k]["cartridge_train_s"] for k in ts},
+        cartridge_pairs={k: stats[k]["cartridge_pairs"] for k in ts},
+        cartridge_skipped={k: len(stats[k]["cartridge_skipped"]) for k in ts},
         follow_up=follow,
         wall_s=time.perf_counter() - start,
     )
