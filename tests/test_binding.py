@@ -12,7 +12,7 @@ from agenthn_langgraph.models.registry import language_of
 
 @pytest.mark.parametrize("seed", [20261123, 1, 2])
 def test_the_tiny_bases_last_layer_cannot_tell_two_products_apart(default_model, seed):
-    """The finding the README states: at the last prompt token, questions about the same attribute
+    """The finding docs/results.md states: at the last prompt token, questions about the same attribute
     of two different products are nearly the same vector in the tiny base's deepest layer, while
     one product's different attributes are not. Measured on seeds 20261123, 1-5 and 777 (60 texts):
     deepest same-attribute 0.996-0.998 (threshold 0.95), same-subject -0.105 to -0.055 (threshold

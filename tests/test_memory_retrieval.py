@@ -227,7 +227,7 @@ def test_create_agent_middleware_has_the_memory_agents_defaults(llm, store):
 
 def test_the_relevance_signals_separate_over_the_whole_language(llm):
     """Every user attribute x every phrasing (held-out included) x every question, and every
-    small-talk line: the numbers the README's gates rest on (run with -s to print them).
+    small-talk line: the numbers the gates in docs/memory-benchmark.md rest on (run with -s to print them).
 
     Measured: the gate fires on 76/76 statements and 0/10 small-talk lines; the base's top
     first-token probability is 1.00 on small talk and at most 0.19 on questions; the reader gives

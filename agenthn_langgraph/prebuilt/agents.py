@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ..store import AdapterStore
 
 # The memory agent compacts every turn past one and grows segments to 8 turns: the prompt holds
-# the previous turn and the question, and what left it is in weights (README, "Long threads").
+# the previous turn and the question, and what left it is in weights (docs/memory-benchmark.md).
 DEFAULT_AGENT_MAX_TURNS = 2
 DEFAULT_AGENT_KEEP_TURNS = 1
 
