@@ -2,7 +2,8 @@
 
 The README's install line installs the package; these tests convert its GGUF into a fresh cache
 (the path every new machine takes), load it through the generic engine and read English in context.
-Its hypernetwork is not trained yet, so ``load_default("smollm2")`` must say how to train one.
+Its hypernetwork ships in the package (tests/test_smollm2_shipped.py runs it); without one the base
+still chats and only internalize is refused.
 """
 
 from __future__ import annotations
