@@ -50,7 +50,7 @@ from agenthn_langgraph.tiny_default import load_default
 ROOT = Path(__file__).resolve().parents[1]
 FROG = "<user> my pet is a frog . <assistant> nice ! <end>"
 LIMA = "<user> i work as a teacher in lima . <assistant> cool ! <end>"
-TEA = "<user> my favourite drink is green tea . <assistant> ok ! <end>"
+TEA = "<user> my favorite drink is green tea . <assistant> ok ! <end>"
 ALICE = ("users", "alice")
 BOB = ("users", "bob")
 
