@@ -118,9 +118,14 @@ class PromptBuilder:
         """The assistant's tokens for ``answer``, through the template's end-of-turn token."""
         return self.answer_tokens(question, answer)[0]
 
-    def answer_tokens(self, question: str, answer: str) -> tuple[list[int], list[int | None]]:
+    def answer_tokens(
+        self, question: str, answer: str, *, prefix: str | None = None
+    ) -> tuple[list[int], list[int | None]]:
         """(ids, chars): the assistant's tokens for ``answer`` and, per token, the offset of its
         first character inside ``answer`` (``None`` for tokens that are not part of it).
+
+        ``prefix``: what the assistant's turn starts with before ``answer`` (default: the format's
+        ``answer_prefix``, the one the hypernetwork was trained with).
 
         Rendered as the template writes a finished assistant turn, minus the generation prompt;
         cut after the first end id (templates add a newline after it), or, for a template whose
@@ -128,7 +133,7 @@ class PromptBuilder:
         """
         user = [{"role": "user", "content": question}]
         prompt = self.render(user)
-        content = self.chat.answer_prefix + answer
+        content = (self.chat.answer_prefix if prefix is None else prefix) + answer
         full = self.render([*user, {"role": "assistant", "content": content}], add_generation_prompt=False)
         if not full.startswith(prompt):
             raise ValueError("the chat template does not render an answer as a continuation of its prompt")

@@ -26,8 +26,9 @@ sentence) with a Wilson 95% interval, ``latest_value_rate`` on restated facts, a
 costs (medians): prompt tokens (a cartridge's virtual tokens included), KV-cache bytes at query
 time (prompt tokens x the base's bytes per token), adapter bytes and milliseconds; for the agent,
 ``retrieval_top1_hit`` (the recalled segment holds the fact's latest statement, over facts no
-longer in context) and ``normal_reply_rate`` (small-talk replies, once memory exists, that are the
-model's normal reply and no remembered value). ``follow_up`` asks a product document's second
+longer in context) and ``normal_reply_rate`` (small-talk turns, once memory exists, that got no
+segment adapter, or whose reply is still the language's written reply or the model's own reply
+to the same prompt without adapters). ``follow_up`` asks a product document's second
 question after its first in one conversation, against the same question asked fresh.
 """
 
@@ -416,7 +417,14 @@ def _run_thread(
         reply = str(out["messages"][-1].content)
         replies.append(reply)
         if had_memory and text in talk:
-            stats["normal"].append(_is_normal(reply, talk[text]))
+            applied = bool((out.get("active_adapters") or {}).get("segments"))
+            # normal: no segment was applied, or the reply is what the model says without one
+            # (the language's written reply, or the base's own: a chat model has its own words)
+            normal = not applied or _is_normal(reply, talk[text])
+            if applied and not normal:
+                base_reply = str(llm.invoke(list(out["messages"][:-1])).content)
+                normal = _is_normal(reply, base_reply)
+            stats["normal"].append(normal)
         compacted_now = int(out.get("compacted_turns") or 0)
         if compacted_now > noted:  # a compaction evicted turns noted..compacted_now-1: write them down
             notes.write(_turn_messages(thread.said, replies, noted, compacted_now - 1))

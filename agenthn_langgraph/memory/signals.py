@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..engine import pad_sequences
@@ -76,18 +77,27 @@ def reader_logprobs(engine: Any, items: Sequence[tuple[str, str, str]], *, batch
     answer is scored from the assistant's first token through the answer's last token (the
     template's end-of-turn token is not required: a value may be followed by more words). The base
     runs without adapters. Items too long for the base's context window score ``-inf``.
+
+    The answer's probability is summed over how the assistant may start it: after the format's
+    ``answer_prefix`` (how the hypernetwork was trained to answer) and right at the turn's start
+    (how a chat model starts a reply on its own: SmolLM2 gives "Biscuit" 0.26 there and
+    " Biscuit" 2e-6), so the reader judges the value, not its leading space.
     """
     prompts = engine.prompts
+    prefixes = list(dict.fromkeys([prompts.chat.answer_prefix, ""]))
     window = getattr(engine.base.config, "max_position_embeddings", None)
     seqs: list[list[int]] = []
     spans: list[tuple[int, int]] = []
-    for context, question, answer in items:
+    owner: list[int] = []
+    for n, (context, question, answer) in enumerate(items):
         prompt = prompts.teacher_ids(context, question)
-        ids, chars = prompts.answer_tokens(question, answer)
-        last = max((i for i, c in enumerate(chars) if c is not None), default=len(ids) - 1)
-        seq = prompt + ids[: last + 1]
-        seqs.append(seq)
-        spans.append((len(prompt), len(seq)))
+        for prefix in prefixes:
+            ids, chars = prompts.answer_tokens(question, answer, prefix=prefix)
+            last = max((i for i, c in enumerate(chars) if c is not None), default=len(ids) - 1)
+            seq = prompt + ids[: last + 1]
+            seqs.append(seq)
+            spans.append((len(prompt), len(seq)))
+            owner.append(n)
     scores = [float("-inf")] * len(items)
     fits = [i for i, seq in enumerate(seqs) if not window or len(seq) <= window]
     for s in range(0, len(fits), batch_size):
@@ -98,5 +108,6 @@ def reader_logprobs(engine: Any, items: Sequence[tuple[str, str, str]], *, batch
         for j, i in enumerate(rows):
             a, b = spans[i]
             targets = ids[j, a:b]
-            scores[i] = float(logp[j, a - 1 : b - 1].gather(-1, targets[:, None]).sum())
+            score = float(logp[j, a - 1 : b - 1].gather(-1, targets[:, None]).sum())
+            scores[owner[i]] = float(np.logaddexp(scores[owner[i]], score))
     return scores

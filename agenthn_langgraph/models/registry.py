@@ -37,6 +37,12 @@ class ModelSpec:
     description: str = ""
     language: Callable[[WeightMemoryModel], Language] | None = None
     """The language of its generated benchmark data, given the loaded engine."""
+    recall_judge: str = "similarity"
+    """How weight memory judges which stored statement answers a question
+    (:class:`~agenthn_langgraph.memory.SegmentRetriever`'s ``judge``): ``"reader"`` where the base
+    reads a statement in its prompt well enough to score its value (the tiny default), else
+    ``"similarity"`` (SmolLM2-135M's reader picks the right statement for 17% of questions, the
+    sentence embedding for 92%: docs/memory-benchmark.md)."""
 
 
 _specs: dict[str, ModelSpec] = {}
@@ -90,6 +96,7 @@ def load_default(name: str = "tiny", *, device: str | None = None, fresh: bool =
     engine = spec.load(device=device)
     if spec.language is not None and getattr(engine, "language", None) is None:
         engine.language = spec.language(engine)
+    engine.recall_judge = spec.recall_judge
     with _lock:
         cached = _engines.get(key)
         if fresh or cached is None or cached.closed:

@@ -526,8 +526,10 @@ class MemoryRecallNode(RunnableLambda):
             similarity alone ranks and ``min_score`` is the only bar.
         top_k: at most this many segment adapters are composed into one call (default 1: one
             confident segment answers a question; composing unrelated ones only adds noise).
+        judge: ``"reader"`` or ``"similarity"``; ``None``: the model's registered judge
+            (:class:`~agenthn_langgraph.memory.SegmentRetriever`).
         min_confidence: reader probability needed to apply a segment (default 0.5).
-        min_score: similarity needed where the reader cannot judge (no model, or no gate).
+        min_score: similarity needed where the reader does not judge (``None``: the judge's default).
         candidates: statements re-ranked by the reader per message (default 8).
         namespace: must match the ``CompactNode``'s.
     """
@@ -538,6 +540,7 @@ class MemoryRecallNode(RunnableLambda):
         *,
         model: LocalHypernetChatModel | None = None,
         top_k: int = 1,
+        judge: str | None = None,
         min_confidence: float = 0.5,
         min_score: float | None = None,
         candidates: int = 8,
@@ -547,7 +550,7 @@ class MemoryRecallNode(RunnableLambda):
         self.top_k = check_int_option("top_k", top_k)
         self.store = store
         self.retriever = SegmentRetriever(
-            store, model, candidates=candidates, min_confidence=min_confidence, min_score=min_score
+            store, model, judge=judge, candidates=candidates, min_confidence=min_confidence, min_score=min_score
         )
         self.namespace = NamespaceTemplate(namespace)
         super().__init__(self._recall, afunc=self._arecall, name=name)

@@ -56,6 +56,7 @@ MODEL_SPEC = ModelSpec(
     load=load_tiny,
     description="the embedded 3M-parameter default: a little word-level language, CPU, offline",
     language=tiny_language,
+    recall_judge="reader",
 )
 
 
