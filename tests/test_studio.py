@@ -77,9 +77,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=STOP_GRACE_S)
 
 
-@pytest.fixture(scope="module")
-def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
-    tmp = tmp_path_factory.mktemp("studio")
+@contextlib.contextmanager
+def serve(tmp: Path, **env_extra: str) -> Iterator[Studio]:
+    """``langgraph dev`` on a free loopback port, the adapter store in ``tmp``; stopped on exit."""
     log_path = tmp / "langgraph_dev.log"
     port = _free_port()
     env = {
@@ -88,6 +88,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
         "LANGGRAPH_NO_VERSION_CHECK": "1",
         "HF_HUB_OFFLINE": "1",
         "AGENTHN_STORE_DIR": str(tmp / "store"),
+        **env_extra,
     }
     # the in-memory runtime keeps its state in ./.langgraph_api of the working directory (the repo):
     # remove it afterwards if this test is what made it
@@ -104,7 +105,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=httpx.Timeout(120.0, connect=5.0))
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=httpx.Timeout(300.0, connect=5.0))
     studio = Studio(client, log_path)
     try:
         deadline = time.monotonic() + START_DEADLINE_S
@@ -127,6 +128,12 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
         _stop(proc)
         if made_runtime_dir:
             shutil.rmtree(runtime_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
+    with serve(tmp_path_factory.mktemp("studio")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
