@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import AgenthnError
+
 if TYPE_CHECKING:
     from .data.language import Language
     from .engine import WeightMemoryModel
@@ -44,13 +46,65 @@ ENGLISH_TEXT = (
 ENGLISH_QUESTIONS = [("Which city does my sister live in?", "Barcelona"), ("What is my job?", "dental hygienist")]
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, as ``ArgumentDefaultsHelpFormatter`` writes it,
+    except where there is none worth showing (``None``, a flag's ``True``/``False``, ``""``) or the
+    help already says it; a list default is written as it is typed (``0 1 2`` or ``5,10,20``). The
+    epilog keeps its line breaks (the exit codes' table)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or default is None
+            or isinstance(default, bool)
+            or default in ("", argparse.SUPPRESS)
+            or "default" in text
+        ):
+            return text
+        if isinstance(default, list | tuple):
+            shown = (" " if action.nargs in ("+", "*") else ",").join(str(v) for v in default)
+        else:
+            shown = str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
 class _Parser(argparse.ArgumentParser):
     """No abbreviated options: before Python 3.12, ``agenthn train hypernet --base`` was refused as an
-    ambiguous abbreviation of ``train``'s own ``--base-steps`` / ``--base-seed`` / ``--base-lr``."""
+    ambiguous abbreviation of ``train``'s own ``--base-steps`` / ``--base-seed`` / ``--base-lr``.
+    Every parser, subcommands' included (``add_subparsers`` makes them of this class), shows the
+    defaults in its help (:class:`_HelpFormatter`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
+
+
+def _command(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A subcommand whose one-line help (in its parent's list) is also its own ``--help``'s description."""
+    return sub.add_parser(name, help=help_text, description=help_text)
+
+
+def _version() -> str:
+    """The installed distribution's version, else the package's own ``__version__``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("agenthn-langgraph")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        import importlib
+
+        return str(getattr(importlib.import_module(__package__ or "agenthn_langgraph"), "__version__", "unknown"))
+
+
+EXIT_CODES = """\
+exit codes:
+  0    success
+  1    a command that could not finish (e.g. a missing example script), or an unexpected error (with a traceback)
+  2    a usage error: bad options or arguments, or input the command cannot use ("agenthn: error: ...")
+  130  interrupted (Ctrl-C)"""
 
 
 def _hardware() -> dict[str, object]:
@@ -275,7 +329,7 @@ def cmd_train_hypernet(args: argparse.Namespace) -> int:
     else:
         train, val = split_examples(examples, val_fraction=args.val_fraction)
     if not val:
-        raise SystemExit("the validation split is empty: pass --val-data or a larger --val-fraction")
+        raise AgenthnError("the validation split is empty: pass --val-data or a larger --val-fraction")
     model = WeightMemoryModel.from_pretrained(args.base, device=args.device, targets=args.targets, layers=args.layers)
     dtype = frozen_base_dtype(args.base_dtype, model.device)
     model.base.to(dtype)  # the frozen base only; the hypernetwork and the adapters' math stay fp32
@@ -363,7 +417,7 @@ def _feature_cache(args: argparse.Namespace, cfg: Any) -> Path | None:
         root = Path(os.environ.get("AGENTHN_CACHE", Path.home() / ".cache" / "agenthn"))
         return root / "features"
     if not cacheable:
-        raise SystemExit("--feature-cache needs --answer-only and --kl-weight 0 (it stores no teacher)")
+        raise AgenthnError("--feature-cache needs --answer-only and --kl-weight 0 (it stores no teacher)")
     return Path(args.feature_cache)
 
 
@@ -385,7 +439,7 @@ def _engine_for(args: argparse.Namespace):  # noqa: ANN202 - the engine type is 
 
         base_alone = getattr(args, "reading_only", False) or not getattr(args, "needs_hypernet", True)
         if not args.hypernet and not base_alone:
-            raise SystemExit("--base needs --hypernet (a hypernetwork checkpoint directory), or --reading-only")
+            raise AgenthnError("--base needs --hypernet (a hypernetwork checkpoint directory), or --reading-only")
         model = WeightMemoryModel.from_pretrained(args.base, args.hypernet)
         if not args.hypernet and getattr(args, "system", None):
             # no checkpoint to say how prompts were built: the reading benchmark's own instruction
@@ -480,8 +534,8 @@ def cmd_eval_binding(args: argparse.Namespace) -> int:
         report = evaluate_binding(
             model, language, n_docs=args.n_docs, seed=args.seed, n_facts=args.facts, n_paired=args.pairs
         )
-    except ValueError as e:
-        raise SystemExit(f"agenthn eval binding: {e}") from e
+    except ValueError as e:  # too few subjects in the texts to pair: input this benchmark cannot use
+        raise AgenthnError(f"eval binding: {e}") from e
     print(strict_json(report.to_dict()) if args.json else report.table())
     return 0
 
@@ -758,27 +812,39 @@ def _fraction(text: str) -> float:
 def _application_options(parser: argparse.ArgumentParser, *, seed: int) -> None:
     """What every application benchmark takes: the model, seeds, torch threads, --json, --plot."""
     parser.add_argument("--model", default="tiny", help="a registered model (default: the embedded tiny one)")
-    parser.add_argument("--seeds", type=_positive_int, default=3, help="seeds: --seed, --seed+1, ... (default 3)")
-    parser.add_argument("--seed", type=int, default=seed)
-    parser.add_argument("--torch-threads", dest="threads", type=_positive_int, default=2)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--seeds", type=_positive_int, default=3, help="how many seeds: --seed, --seed+1, ...")
+    parser.add_argument("--seed", type=int, default=seed, help="the first seed")
+    parser.add_argument("--torch-threads", dest="threads", type=_positive_int, default=2, help="torch CPU threads")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON line instead of a table")
     parser.add_argument("--plot", default=None, help="also write a chart (PNG) to this path")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="agenthn", description=__doc__)
+    p = _Parser(prog="agenthn", description=__doc__, epilog=EXIT_CODES)
+    p.add_argument("--version", action="version", version=f"agenthn {_version()}", help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("demo", help="the engine demo and every example (memory, profile, skills, self-improvement)")
-    d.add_argument("--threads", type=int, default=2)
-    d.add_argument("--only", nargs="+", choices=["engine", *EXAMPLES, "english"], help="run just these parts")
-    d.add_argument("--model", default="tiny", help="the model to run every part on (tiny, smollm2, a directory)")
+    d = _command(sub, "demo", "the engine demo and every example (memory, profile, skills, self-improvement)")
+    d.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    d.add_argument(
+        "--only",
+        nargs="+",
+        choices=["engine", *EXAMPLES, "english"],
+        help="run just these parts (default: engine, every example, and english with --model tiny)",
+    )
+    d.add_argument(
+        "--model",
+        default="tiny",
+        help="the model to run every part on: a registered name (tiny, smollm2) or a directory",
+    )
     d.set_defaults(func=cmd_demo)
 
-    t = sub.add_parser("train", help="train the tiny default (base + hypernetwork); `train hypernet` for any model")
-    t.add_argument("--out", default="runs/default")
-    t.add_argument("--base-steps", type=int, default=1600)
-    t.add_argument("--hypernet-steps", type=int, default=1500)
+    t = _command(sub, "train", "train the tiny default (base + hypernetwork); `train hypernet` for any model")
+    t.add_argument(
+        "--out", default="runs/default", help="run directory: base/, hypernet/, training.json (rerun to resume)"
+    )
+    t.add_argument("--base-steps", type=int, default=1600, help="training steps of the base LM")
+    t.add_argument("--hypernet-steps", type=int, default=1500, help="training steps of the hypernetwork")
     t.add_argument("--train-texts", type=int, default=40_000, help="generated training texts for the hypernetwork")
     t.add_argument("--init-from", default=None, help="warm-start the base from this earlier tiny base directory")
     t.add_argument("--skip-base", action="store_true", help="reuse OUT/base instead of training the base")
@@ -799,38 +865,83 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of the base's product rows with 2-3 product documents in one context "
         "(to make it read the subject; check with eval binding)",
     )
-    t.add_argument("--hypernet-lr", type=_positive_float, default=1e-3)
-    t.add_argument("--hypernet-warmup", type=_positive_int, default=100)
+    t.add_argument(
+        "--hypernet-lr",
+        type=_positive_float,
+        default=1e-3,
+        help="peak learning rate of the hypernetwork (linear warmup, then cosine decay)",
+    )
+    t.add_argument(
+        "--hypernet-warmup",
+        type=_positive_int,
+        default=100,
+        help="warmup steps of the hypernetwork (at most a tenth of --hypernet-steps)",
+    )
     t.add_argument("--same-genre", type=_fraction, default=0.5, help="share of distractors from the target's genre")
-    t.add_argument("--distractors", type=_non_negative_int, nargs="+", default=[0, 1, 2, 4, 8, 8])
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--distractors",
+        type=_non_negative_int,
+        nargs="+",
+        default=[0, 1, 2, 4, 8, 8],
+        help="how many unrelated texts are composed with a target: one of these, drawn per target (repeat a "
+        "number to draw it more often)",
+    )
+    t.add_argument(
+        "--seed", type=int, default=0, help="seed of the base (unless --base-seed), the hypernetwork and their data"
+    )
     t.add_argument("--base-seed", type=int, default=None, help="the base's data seed (default: --seed)")
-    t.add_argument("--base-lr", type=float, default=2e-3)
+    t.add_argument(
+        "--base-lr", type=float, default=2e-3, help="peak learning rate of the base (linear warmup, then cosine decay)"
+    )
     t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    t.add_argument("--threads", type=int, default=2)
-    t.add_argument("--eval-docs", type=int, default=200)
+    t.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    t.add_argument("--eval-docs", type=int, default=200, help="held-out texts of the recall evaluation after training")
     t.add_argument("--install", action="store_true", help="copy the result into the package as the default")
     t.set_defaults(func=cmd_train)
     tsub = t.add_subparsers(dest="train_what")
-    h = tsub.add_parser("hypernet", help="train a hypernetwork for any local Hugging Face causal LM")
+    h = _command(tsub, "hypernet", "train a hypernetwork for any local Hugging Face causal LM")
     h.add_argument("--base", required=True, help="local directory of the base model (+ tokenizer)")
     h.add_argument("--data", required=True, help="QA JSONL file (`agenthn data english` writes one)")
     h.add_argument("--val-data", default=None, help="validation JSONL (default: a hashed split of --data)")
-    h.add_argument("--val-fraction", type=_fraction, default=0.05)
-    h.add_argument("--out", required=True)
-    h.add_argument("--steps", type=_positive_int, default=1500)
-    h.add_argument("--seed", type=int, default=0)
-    h.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when present")
-    h.add_argument("--threads", type=_positive_int, default=2)
-    h.add_argument("--lr", type=_positive_float, default=1e-3)
-    h.add_argument("--warmup", type=_positive_int, default=100)
+    h.add_argument(
+        "--val-fraction",
+        type=_fraction,
+        default=0.05,
+        help="share of --data held out for validation when there is no --val-data (by a hash of each example's id)",
+    )
+    h.add_argument(
+        "--out",
+        required=True,
+        help="run directory: hypernet/ (the best checkpoint), ckpt.pt (rerun to resume), train_log.jsonl, "
+        "runs.jsonl, training.json",
+    )
+    h.add_argument("--steps", type=_positive_int, default=1500, help="training steps in all (a resumed run included)")
+    h.add_argument(
+        "--seed", type=int, default=0, help="seed of the hypernetwork's initialization and of every step's data"
+    )
+    h.add_argument("--device", choices=["cpu", "cuda"], default=None, help="cpu or cuda (default: cuda when present)")
+    h.add_argument("--threads", type=_positive_int, default=2, help="torch CPU threads")
+    h.add_argument(
+        "--lr", type=_positive_float, default=1e-3, help="peak learning rate (linear warmup, then cosine decay)"
+    )
+    h.add_argument("--warmup", type=_positive_int, default=100, help="warmup steps (at most a tenth of --steps)")
     h.add_argument("--batch-texts", type=_positive_int, default=8, help="target texts per step")
-    h.add_argument("--width", type=_positive_int, default=256)
-    h.add_argument("--mixer-layers", type=_positive_int, default=2)
+    h.add_argument("--width", type=_positive_int, default=256, help="the hypernetwork's width (features per token)")
+    h.add_argument(
+        "--mixer-layers", type=_positive_int, default=2, help="transformer layers of the mixer across a text's tokens"
+    )
     h.add_argument("--rank", type=_positive_int, default=8, help="least rank of an adapter")
-    h.add_argument("--window", type=_positive_int, default=256, help="encoder window in tokens")
+    h.add_argument(
+        "--window", type=_positive_int, default=256, help="encoder window in tokens (longer texts are chunked)"
+    )
     h.add_argument("--targets", nargs="+", default=None, help="module suffixes (default: mlp.down_proj)")
-    h.add_argument("--context", choices=["user", "prefix"], default="user", help="where the teacher sees the text")
+    h.add_argument(
+        "--context",
+        choices=["user", "prefix"],
+        default="user",
+        help="where the teacher sees the text: in the user's message before the question, or raw before the "
+        "conversation",
+    )
     h.add_argument("--system", default=None, help="a system instruction in every prompt")
     h.add_argument(
         "--layers", type=_layer_list, default=None, help="decoder layers to adapt: 10-29 or 0,4,8 (default: all)"
@@ -844,7 +955,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--answer-prefix",
         default="",
         choices=["", " "],
-        help="' ': answers start with a space, so a byte-level BPE tokenizes them as the text does",
+        help="' ': answers start with a space, so a byte-level BPE tokenizes them as the text does (default: '', none)",
     )
     h.add_argument(
         "--memory-format",
@@ -853,17 +964,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="how the memory nodes write a conversation to internalize: as the data's texts are written "
         "(`agenthn data english` writes 'User: ... Assistant: ...' transcripts)",
     )
-    h.add_argument("--questions-per-text", type=_positive_int, default=4)
-    h.add_argument("--kl-weight", type=_non_negative_float, default=1.0, help="0: gold answers only, no teacher pass")
-    h.add_argument("--distractors", type=_non_negative_int, nargs="+", default=[0, 1, 2, 4, 8])
+    h.add_argument(
+        "--questions-per-text", type=_positive_int, default=4, help="questions asked about each target text per step"
+    )
+    h.add_argument(
+        "--kl-weight",
+        type=_non_negative_float,
+        default=1.0,
+        help="weight of the teacher's KL term beside the gold answers' cross-entropy (0: gold answers only, "
+        "no teacher pass)",
+    )
+    h.add_argument(
+        "--distractors",
+        type=_non_negative_int,
+        nargs="+",
+        default=[0, 1, 2, 4, 8],
+        help="how many unrelated texts are composed with a target: one of these, drawn per target (repeat a "
+        "number to draw it more often)",
+    )
     h.add_argument(
         "--in-batch-distractors",
         type=_non_negative_int,
         default=None,
         help="draw distractors from the step's own texts plus this many extra (default: fresh texts per target)",
     )
-    h.add_argument("--soft-and-hard", choices=["both", "alternate", "hard"], default="both")
-    h.add_argument("--max-steps-this-run", type=_positive_int, default=None, help="stop (resumable) after this many")
+    h.add_argument(
+        "--soft-and-hard",
+        choices=["both", "alternate", "hard"],
+        default="both",
+        help="which adapters each question trains: its soft (all-token) and hard (selected) one, the two in "
+        "turn, or the hard one only (far cheaper on a large base)",
+    )
+    h.add_argument(
+        "--max-steps-this-run",
+        type=_positive_int,
+        default=None,
+        help="stop (checkpointed, resumable) after this many steps (default: run to --steps)",
+    )
     h.add_argument(
         "--init-from",
         default=None,
@@ -874,7 +1011,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="--init-from was made for another base of the same shape (the base before a fine-tune)",
     )
-    h.add_argument("--eval-every", type=_positive_int, default=100)
+    h.add_argument(
+        "--eval-every",
+        type=_positive_int,
+        default=100,
+        help="validate, keep the best hypernetwork and checkpoint every this many steps",
+    )
     h.add_argument(
         "--read-layers",
         type=_state_list,
@@ -892,7 +1034,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--feature-cache-max-gb",
         type=_positive_float,
         default=40.0,
-        help="refuse to build a feature cache larger than this (the build says what it would take)",
+        help="refuse to build a feature cache larger than this many GiB (the build says what it would take)",
     )
     h.add_argument(
         "--base-dtype",
@@ -906,49 +1048,70 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="time N steps (after one warm-up step) by phase and print questions per CPU-second; saves nothing",
+        help="time N steps (after --profile-warmup steps) by phase and print questions per CPU-second; saves nothing",
     )
     h.add_argument(
         "--profile-warmup",
         type=_positive_int,
         default=20,
         metavar="W",
-        help="steps before --profile starts timing (default 20: a fresh hypernetwork's gates keep every token "
-        "for its first ~10 steps, so early steps cost several times a trained one's; 1 with --init-from)",
+        help="steps run before --profile starts timing (default 20: a fresh hypernetwork's gates keep every token "
+        "for its first ~10 steps, so early steps cost several times a trained one's; with --init-from 1 is enough)",
     )
     h.add_argument("--json", action="store_true", help="with --profile: one JSON line instead of the table")
-    h.add_argument("--quiet", action="store_true")
+    h.add_argument("--quiet", action="store_true", help="no progress bars")
     h.set_defaults(func=cmd_train_hypernet)
 
-    data = sub.add_parser("data", help="generate training and evaluation data")
+    data = _command(sub, "data", "generate training and evaluation data")
     dsub = data.add_subparsers(dest="data_what", required=True)
-    en = dsub.add_parser("english", help="English QA examples with random facts (JSONL)")
-    en.add_argument("--n", type=_non_negative_int, required=True)
-    en.add_argument("--seed", type=int, required=True)
-    en.add_argument("--out", required=True)
-    en.add_argument("--facts", type=_fact_range, default=(1, 8), help="facts per text: N or LO-HI (1-16)")
-    en.add_argument("--genres", nargs="+", default=None, choices=["profile", "preference", "product", "procedure"])
-    en.add_argument("--heldout-phrasing", action="store_true", help="only phrasings training never sees")
+    en = _command(dsub, "english", "English QA examples with random facts (JSONL)")
+    en.add_argument("--n", type=_non_negative_int, required=True, help="how many examples to write")
+    en.add_argument("--seed", type=int, required=True, help="random seed (the same seed and options: the same file)")
+    en.add_argument("--out", required=True, help="the JSONL file to write")
+    en.add_argument(
+        "--facts",
+        type=_fact_range,
+        default=(1, 8),
+        help="facts per text: N, or LO-HI drawn uniformly per text (e.g. 1-16; default: 1-8)",
+    )
+    en.add_argument(
+        "--genres",
+        nargs="+",
+        default=None,
+        choices=["profile", "preference", "product", "procedure"],
+        help="genres, cycled in this order (default: all four)",
+    )
+    en.add_argument(
+        "--heldout-phrasing",
+        action="store_true",
+        help="only phrasings training never sees (the examples are marked so that no trainer uses them)",
+    )
     en.set_defaults(func=cmd_data_english)
 
-    e = sub.add_parser("eval", help="benchmarks")
+    e = _command(sub, "eval", "benchmarks")
     esub = e.add_subparsers(dest="benchmark", required=True)
-    r = esub.add_parser("recall", help="recall of internalized facts (adapter vs in-context vs none)")
+    r = _command(esub, "recall", "recall of internalized facts (adapter vs in-context vs none)")
     r.add_argument("--model", default="tiny", help="a registered model (default: the embedded tiny one)")
     r.add_argument("--base", default=None, help="a local HF base model directory instead of --model")
-    r.add_argument("--hypernet", default=None, help="its hypernetwork checkpoint directory")
+    r.add_argument("--hypernet", default=None, help="with --base: its hypernetwork checkpoint directory")
     r.add_argument("--data", default=None, help="evaluate on this QA JSONL file (held-out examples)")
-    r.add_argument("--language", choices=["model", "english", "tiny"], default="model", help="generated data to use")
+    r.add_argument(
+        "--language",
+        choices=["model", "english", "tiny"],
+        default="model",
+        help="generated data to use without --data: the model's registered language, English, or the tiny "
+        "default's (for a tiny checkpoint directory)",
+    )
     r.add_argument("--facts", type=_positive_int, default=4, help="facts per held-out text (generated data)")
-    r.add_argument("--n-docs", type=_positive_int, default=200)
-    r.add_argument("--seed", type=int, default=20261123)
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--n-docs", type=_positive_int, default=200, help="held-out texts (every question of each is asked)")
+    r.add_argument("--seed", type=int, default=20261123, help="seed of the held-out texts")
+    r.add_argument("--json", action="store_true", help="print the report as one JSON line instead of a table")
     r.add_argument(
         "--compose",
         type=_positive_int,
         nargs="+",
         default=[2, 4, 8],
-        help="unrelated adapters composed with the target",
+        help="numbers of unrelated adapters composed with the target, a row each",
     )
     r.add_argument(
         "--docs-per-n-facts",
@@ -962,18 +1125,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="held-out-phrasing texts (default n-docs/2, 0 skips)",
     )
-    r.add_argument("--threads", type=_positive_int, default=2)
+    r.add_argument("--threads", type=_positive_int, default=2, help="torch CPU threads")
     r.add_argument("--plot", default=None, help="also write a chart (PNG) to this path")
     r.add_argument(
         "--baselines",
         nargs="+",
         choices=["finetune"],
         default=[],
-        help="finetune: also fit a LoRA per text by gradient descent on the text alone, side by side",
+        help="finetune: also fit a LoRA per text by gradient descent on the text alone, side by side (default: none)",
     )
     r.add_argument("--finetune-docs", type=_positive_int, default=20, help="texts the fine-tuning baseline fits")
     r.add_argument(
-        "--finetune-steps", type=_int_list, default=[5, 10, 20, 40, 80], help="steps at which it is evaluated"
+        "--finetune-steps",
+        type=_int_list,
+        default=[5, 10, 20, 40, 80],
+        help="steps at which it is evaluated, comma-separated",
     )
     r.add_argument(
         "--reading-only",
@@ -983,47 +1149,79 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--system", default=None, help="with --base and no --hypernet: a system instruction in every prompt")
     r.set_defaults(func=cmd_eval)
 
-    bd = esub.add_parser(
+    bd = _command(
+        esub,
         "binding",
-        help="per target module: do a question's activations tell two subjects apart (why composition fails)?",
+        "per target module: do a question's activations tell two subjects apart (why composition fails)?",
     )
     bd.add_argument("--model", default="tiny", help="a registered model (default: the embedded tiny one)")
     bd.add_argument("--base", default=None, help="a local HF base model directory instead of --model")
     bd.add_argument("--hypernet", default=None, help="its hypernetwork (its targets and prompts; optional)")
-    bd.add_argument("--language", choices=["model", "english", "tiny"], default="model", help="generated data to use")
+    bd.add_argument(
+        "--language",
+        choices=["model", "english", "tiny"],
+        default="model",
+        help="generated data to use: the model's registered language, English, or the tiny default's",
+    )
     bd.add_argument("--facts", type=_positive_int, default=4, help="facts per held-out text")
-    bd.add_argument("--n-docs", type=_positive_int, default=100)
+    bd.add_argument("--n-docs", type=_positive_int, default=100, help="held-out texts whose questions are read")
     bd.add_argument(
         "--pairs", type=_non_negative_int, default=200, help="two-subject contexts to read (0: activations only)"
     )
-    bd.add_argument("--seed", type=int, default=20261123)
-    bd.add_argument("--threads", type=_positive_int, default=2)
-    bd.add_argument("--json", action="store_true")
+    bd.add_argument("--seed", type=int, default=20261123, help="seed of the held-out texts")
+    bd.add_argument("--threads", type=_positive_int, default=2, help="torch CPU threads")
+    bd.add_argument("--json", action="store_true", help="print the report as one JSON line instead of a table")
     bd.add_argument(
         "--system", default=None, help="with --base and no --hypernet: a system instruction in every prompt"
     )
     bd.set_defaults(func=cmd_eval_binding, needs_hypernet=False)
 
-    m = esub.add_parser(
+    m = _command(
+        esub,
         "memory",
-        help="long threads: weight memory vs text RAG, compose-all, latest-only, a window, none (side by side)",
+        "long threads: weight memory vs text RAG, compose-all, latest-only, a window, none (side by side)",
     )
     m.add_argument("--model", default="tiny", help="a registered model (default: the embedded tiny one)")
     m.add_argument(
-        "--turns", type=_int_list, default=[16, 64, 256, 1024], help="thread lengths, comma-separated (16,64,256,1024)"
+        "--turns", type=_int_list, default=[16, 64, 256, 1024], help="thread lengths in turns, comma-separated"
     )
-    m.add_argument("--seeds", type=_positive_int, default=3, help="seeds: --seed, --seed+1, ... (default 3)")
-    m.add_argument("--seed", type=int, default=424242)
-    m.add_argument("--threads", dest="n_threads", type=_positive_int, default=4, help="threads per seed and length")
-    m.add_argument("--facts", type=_positive_int, default=6)
+    m.add_argument("--seeds", type=_positive_int, default=3, help="how many seeds: --seed, --seed+1, ...")
+    m.add_argument("--seed", type=int, default=424242, help="the first seed")
+    m.add_argument(
+        "--threads",
+        dest="n_threads",
+        type=_positive_int,
+        default=4,
+        help="conversation threads per seed and length (torch CPU threads: --torch-threads)",
+    )
+    m.add_argument("--facts", type=_positive_int, default=6, help="facts planted in a thread's first 20 user turns")
     m.add_argument("--updates", type=_non_negative_int, default=2, help="facts restated later with a new value")
-    m.add_argument("--max-turns", dest="max_turns", type=_positive_int, default=2, help="the agent's (default 2)")
-    m.add_argument("--keep-turns", dest="keep_turns", type=_positive_int, default=1, help="the agent's (default 1)")
     m.add_argument(
-        "--no-grow-segments", dest="grow_segments", action="store_false", help="one segment per compaction (ablation)"
+        "--max-turns",
+        dest="max_turns",
+        type=_positive_int,
+        default=2,
+        help="the memory agent compacts once more than this many turns are un-compacted",
     )
     m.add_argument(
-        "--follow-up-docs", dest="follow_up_docs", type=_non_negative_int, default=100, help="0: no follow-ups"
+        "--keep-turns",
+        dest="keep_turns",
+        type=_positive_int,
+        default=1,
+        help="turns the memory agent leaves in context after compacting",
+    )
+    m.add_argument(
+        "--no-grow-segments",
+        dest="grow_segments",
+        action="store_false",
+        help="each compaction makes its own segment instead of growing the thread's newest one (ablation)",
+    )
+    m.add_argument(
+        "--follow-up-docs",
+        dest="follow_up_docs",
+        type=_non_negative_int,
+        default=100,
+        help="product documents whose second question is asked after the first in one conversation (0: none)",
     )
     m.add_argument(
         "--cartridge-tokens", type=_positive_int, default=96, help="virtual tokens of the cartridges row's KV prefix"
@@ -1035,21 +1233,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=300.0,
         help="seconds a thread's cartridge may train; lengths past it are skipped (0: no cartridges)",
     )
-    m.add_argument("--json", action="store_true")
+    m.add_argument("--json", action="store_true", help="print the report as one JSON line instead of a table")
     m.add_argument("--plot", default=None, help="also draw recall and prompt tokens against thread length (PNG)")
-    m.add_argument("--torch-threads", dest="threads", type=_positive_int, default=2)
+    m.add_argument("--torch-threads", dest="threads", type=_positive_int, default=2, help="torch CPU threads")
     m.set_defaults(func=cmd_eval_memory)
 
-    sk = esub.add_parser(
-        "skills", help="reference sheets: base vs sheet in context vs internalized skill adapter (with/without nudge)"
+    sk = _command(
+        esub, "skills", "reference sheets: base vs sheet in context vs internalized skill adapter (with/without nudge)"
     )
     _application_options(sk, seed=515151)
     sk.add_argument("--sheets", type=_positive_int, default=8, help="reference sheets per seed (one subject each)")
     sk.add_argument("--facts", type=_positive_int, default=None, help="facts per sheet (default: the most one holds)")
     sk.set_defaults(func=cmd_eval_skills)
 
-    si = esub.add_parser(
-        "self-improve", help="the self-improvement graph: accuracy per round (attempt, reflect, re-internalize)"
+    si = _command(
+        esub, "self-improve", "the self-improvement graph: accuracy per round (attempt, reflect, re-internalize)"
     )
     _application_options(si, seed=777)
     si.add_argument("--rounds", type=_positive_int, default=3, help="reflections at most (the graph's max_rounds)")
@@ -1057,8 +1255,8 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--facts", type=_positive_int, default=4, help="facts per sheet (one question each)")
     si.set_defaults(func=cmd_eval_self_improve)
 
-    pz = esub.add_parser(
-        "personalization", help="profiles edited over sessions: profile adapter vs profile as text vs off, leakage"
+    pz = _command(
+        esub, "personalization", "profiles edited over sessions: profile adapter vs profile as text vs off, leakage"
     )
     _application_options(pz, seed=626262)
     pz.add_argument("--users", type=_at_least_two, default=6, help="users per seed (their values differ per topic)")
@@ -1067,9 +1265,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pz.set_defaults(func=cmd_eval_personalization)
 
-    c = sub.add_parser("convert", help="convert other hypernetworks' checkpoints to ours (safetensors + JSON)")
+    c = _command(sub, "convert", "convert other hypernetworks' checkpoints to ours (safetensors + JSON)")
     csub = c.add_subparsers(dest="convert_what", required=True)
-    cd = csub.add_parser("d2l", help="a Sakana AI Doc-to-LoRA checkpoint (pytorch_model.bin, a pickle)")
+    cd = _command(csub, "d2l", "a Sakana AI Doc-to-LoRA checkpoint (pytorch_model.bin, a pickle)")
     cd.add_argument("checkpoint", help="the released pytorch_model.bin")
     cd.add_argument("--base", required=True, help="local directory of the base model it was trained on")
     cd.add_argument("--out", required=True, help="directory to write the converted hypernetwork to")
@@ -1085,30 +1283,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest context chunk in tokens (the reference's evaluation uses 8192; 0: never chunk)",
     )
     cd.set_defaults(func=cmd_convert_d2l)
-    ct = csub.add_parser("dtype", help="one of our checkpoints in another dtype (bfloat16 to ship), with its record")
+    ct = _command(csub, "dtype", "one of our checkpoints in another dtype (bfloat16 to ship), with its record")
     ct.add_argument("checkpoint", help="a hypernetwork directory (e.g. a run's OUT/hypernet)")
     ct.add_argument("--out", required=True, help="directory to write (replaced if it exists)")
-    ct.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16", help="default: bfloat16")
+    ct.add_argument(
+        "--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16", help="the dtype to write"
+    )
     ct.add_argument("--note", default="", help="a line for the record (e.g. the ship test's figures)")
     ct.set_defaults(func=cmd_convert_dtype)
 
-    g = sub.add_parser("graphs", help="print each prebuilt graph as a Mermaid drawing")
+    g = _command(sub, "graphs", "print each prebuilt graph as a Mermaid drawing")
     g.set_defaults(func=cmd_graphs)
 
-    i = sub.add_parser("info", help="describe the embedded default model")
+    i = _command(sub, "info", "describe the embedded default model")
     i.set_defaults(func=cmd_info)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .errors import AgenthnError
-
+    """Run ``agenthn``; returns the exit code (:data:`EXIT_CODES`). Errors in the options exit 2
+    from the parser (``SystemExit``); ``--help`` and ``--version`` exit 0 the same way."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except AgenthnError as e:  # a clear message, not a traceback, for input the user can fix
         print(f"agenthn: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, and the shell's code for SIGINT (128 + 2)
+        print("agenthn: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

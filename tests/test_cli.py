@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib.metadata
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -256,3 +259,112 @@ def test_bad_arguments_are_refused_with_clear_errors(tmp_path):
     (tmp_path / "broken.jsonl").write_text('{"context": "x", "qa": []}\n')
     broken = _agenthn("eval", "recall", "--data", str(tmp_path / "broken.jsonl"))
     assert broken.returncode == 2 and "broken.jsonl:1" in broken.stderr
+
+
+def _commands(parser: argparse.ArgumentParser, path: str = "agenthn") -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """(command line, parser) of ``agenthn`` and of every subcommand under it, however deep."""
+    yield path, parser
+    groups = parser._subparsers._group_actions if parser._subparsers else []
+    for action in groups:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _commands(child, f"{path} {name}")
+
+
+def test_every_option_of_every_command_has_help():
+    from agenthn_langgraph.cli import _HelpFormatter, build_parser
+
+    commands = dict(_commands(build_parser()))
+    assert {"agenthn train hypernet", "agenthn eval personalization", "agenthn convert dtype"} <= set(commands)
+    assert len(commands) == 18, sorted(commands)
+    missing, options = [], 0
+    for path, parser in commands.items():
+        assert parser.formatter_class is _HelpFormatter, path  # defaults shown, epilog kept as written
+        parser.format_help()  # every help string formats (a stray % in one would raise here)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):  # each subcommand's line in its parent's list
+                missing += [f"{path} {a.dest}" for a in action._choices_actions if not (a.help or "").strip()]
+            else:
+                options += 1
+                if not (action.help or "").strip():
+                    missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+    assert not missing, missing
+    assert options > 150, options
+
+
+def test_help_shows_defaults_where_argparse_has_one_to_show():
+    from agenthn_langgraph.cli import build_parser
+
+    commands = dict(_commands(build_parser()))
+    hypernet = " ".join(commands["agenthn train hypernet"].format_help().split())  # one line: no wrapping
+    assert "--steps STEPS training steps in all (a resumed run included) (default: 1500)" in hypernet
+    assert "(default: 0 1 2 4 8)" in hypernet  # a list as it is typed
+    assert "--system SYSTEM a system instruction in every prompt --layers" in hypernet  # no "(default: None)"
+    assert "(default: False)" not in hypernet and "(default: True)" not in hypernet
+    recall = " ".join(commands["agenthn eval recall"].format_help().split())
+    assert "(default: 5,10,20,40,80)" in recall  # a comma-separated option's default, comma-separated
+
+
+def test_version_prints_the_package_version_and_exits_0():
+    proc = _agenthn("--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"agenthn {importlib.metadata.version('agenthn-langgraph')}\n"
+
+
+def test_version_falls_back_to_the_packages_own(monkeypatch):
+    import agenthn_langgraph
+    from agenthn_langgraph.cli import _version
+
+    def not_installed(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    assert _version() == agenthn_langgraph.__version__
+
+
+def test_the_exit_codes_are_in_the_help():
+    from agenthn_langgraph.cli import build_parser
+
+    lines = build_parser().format_help().split("exit codes:\n")[1].splitlines()
+    assert [line.split()[0] for line in lines] == ["0", "1", "2", "130"], lines
+
+
+def test_an_agenthn_error_exits_2_with_one_line_and_no_traceback(tmp_path):
+    # a missing dataset file: DatasetError, raised before any model is loaded
+    proc = _agenthn("train", "hypernet", "--base", str(tmp_path), "--data", str(tmp_path / "nope.jsonl"),
+                    "--out", str(tmp_path / "run"), "--threads", "1")  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == f"agenthn: error: {tmp_path / 'nope.jsonl'}: no such dataset file\n", proc.stderr
+
+
+@pytest.fixture
+def keep_torch_threads() -> Iterator[None]:
+    """In-process commands set torch's thread count (``--threads``): put it back."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def test_options_that_do_not_go_together_exit_2(tmp_path, capsys, keep_torch_threads):
+    from agenthn_langgraph.cli import main
+
+    assert main(["eval", "recall", "--base", str(tmp_path), "--threads", "1"]) == 2  # no --hypernet: nothing loaded
+    assert capsys.readouterr().err == (
+        "agenthn: error: --base needs --hypernet (a hypernetwork checkpoint directory), or --reading-only\n"
+    )
+    with pytest.raises(SystemExit) as refused:  # the parser's own usage errors: 2 as well
+        main(["eval", "recall", "--n-docs", "0"])
+    assert refused.value.code == 2 and "must be a positive integer" in capsys.readouterr().err
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
+    from agenthn_langgraph import cli
+
+    def interrupted(args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_graphs", interrupted)
+    assert cli.main(["graphs"]) == 130
+    assert capsys.readouterr().err == "agenthn: interrupted\n"
