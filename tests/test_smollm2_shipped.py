@@ -18,11 +18,13 @@ from agenthn_langgraph.models.registry import language_of, load_default
 smollm2 = pytest.importorskip("agenthn_langgraph.models.smollm2")
 pytestmark = pytest.mark.slow
 TEST_SEED = 4242
-# seeds 4242 / 4243 / 4244, 60 questions each (bf16 checkpoint, 2 threads): adapter 0.750 / 0.717 /
-# 0.717, composed (+2) 0.617 / 0.583 / 0.583, in context 0.317 / 0.400 / 0.433, no memory 0.017 /
-# 0.017 / 0.000. A 60-question sample's standard error is ~0.06: bounds sit 2 of them under the lowest.
-ADAPTER_BOUND = 0.60
-COMPOSED_BOUND = 0.45
+# seeds 4242 / 4243 / 4244, 60 questions each (the step-3,000 bf16 checkpoint, 1 thread): adapter
+# 0.850 / 0.767 / 0.850, composed (+2) 0.717 / 0.717 / 0.733, in context 0.317 / 0.400 / 0.433, no
+# memory 0.017 / 0.017 / 0.000. A 60-question sample's standard error is ~0.06: bounds sit 2 of them
+# under the lowest (the step-1,500 checkpoint measured 0.750 / 0.717 / 0.717 and 0.617 / 0.583 /
+# 0.583: it would fail the composed bound and pass the adapter bound by 0.07).
+ADAPTER_BOUND = 0.65
+COMPOSED_BOUND = 0.60
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,7 @@ def test_the_adapter_answers_without_the_text(report):
     assert report.adapter >= ADAPTER_BOUND, report.table()
     assert report.adapter >= report.in_context, (
         report.table()
-    )  # the weights read at least as well as the prompt (gap >= 0.28)
+    )  # the weights read at least as well as the prompt (gap >= 0.37)
     assert report.prompt_tokens_adapter <= report.prompt_tokens_in_context / 4, report.table()
 
 
