@@ -27,10 +27,11 @@ pytestmark = pytest.mark.slow
 
 SEEDS = (7001, 7002, 7003)
 # Measured on seeds 7001 / 7002 / 7003 (4 questions each): see the comment above each bound.
-# Over seeds 7001-7006 (shipped checkpoint, 1 thread): questions whose statement had left the prompt
-# answered 3/4, 3/3, 3/3, 3/4, 2/3, 2/4 (16/21 = 0.76); the base alone 0/24; small talk after the
-# first segment got an adapter 0/7, 0/6, 1/6, 0/7, 1/5, 1/8 (3/39). A 10-question sample's standard
-# error at 0.76 is ~0.13: the bound sits 2 of them under; the small-talk bound 3x the measured rate.
+# Over seeds 7001-7006 (1 thread), questions whose statement had left the prompt answered: step-1,500
+# checkpoint 3/4, 3/3, 3/3, 3/4, 2/3, 2/4 (16/21 = 0.76); step 3,000 (shipped) 3/4, 3/3, 3/3, 4/4,
+# 2/3, 2/4 (17/21 = 0.81); the base alone 0/24; small talk after the first segment got an adapter
+# 0/7, 0/6, 1/6, 0/7, 1/5, 1/8 (3/39) with both. A 10-question sample's standard error at 0.8 is
+# ~0.13: the bound sits 2 of them under; the small-talk bound is 3x the measured rate.
 HITS_BOUND = 0.5
 TALK_ADAPTER_BOUND = 0.25
 TALK = {user for user, _ in SMALL_TALK}
