@@ -89,6 +89,8 @@ def test_registry_by_name_by_path_and_errors(tmp_path):
     with pytest.raises(ValueError, match="already registered"):
         register_model(spec)
     register_model(spec, replace=True)
+    # the engine it shares keeps what its own spec set (a spec without a judge must not reset it)
+    assert model.recall_judge == "reader"
 
 
 def test_schedule_and_checkpoints(tmp_path):

@@ -96,7 +96,8 @@ def load_default(name: str = "tiny", *, device: str | None = None, fresh: bool =
     engine = spec.load(device=device)
     if spec.language is not None and getattr(engine, "language", None) is None:
         engine.language = spec.language(engine)
-    engine.recall_judge = spec.recall_judge
+    if getattr(engine, "recall_judge", None) is None:  # an engine shared by two specs keeps its first
+        engine.recall_judge = spec.recall_judge
     with _lock:
         cached = _engines.get(key)
         if fresh or cached is None or cached.closed:
