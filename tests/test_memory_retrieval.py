@@ -257,3 +257,20 @@ def test_the_relevance_signals_separate_over_the_whole_language(llm):
     assert fired == len(statements) and values[len(statements) :] == [[] for _ in talk]
     assert max(top[: len(questions)]) <= 0.4 and min(top[len(questions) :]) >= 0.8
     assert min(reader) >= 0.7
+
+
+def test_the_judge_is_checked_and_sets_its_own_defaults():
+    from agenthn_langgraph.errors import InvalidArgumentError
+    from agenthn_langgraph.memory import SegmentRetriever
+    from agenthn_langgraph.memory.retrieval import DEFAULT_SIMILARITY_MIN_SCORE, DEFAULT_SIMILARITY_RECENCY_MARGIN
+
+    with pytest.raises(InvalidArgumentError, match="judge"):
+        SegmentRetriever(None, judge="oracle")
+    with pytest.raises(ValueError):  # the built-in it also is
+        SegmentRetriever(None, judge="")
+    similarity = SegmentRetriever(None)  # no model: nothing can read, so similarity judges
+    assert similarity.judge == "similarity" and similarity.lexical_weight == 0.0
+    assert similarity.min_score == DEFAULT_SIMILARITY_MIN_SCORE
+    assert similarity.recency_margin == DEFAULT_SIMILARITY_RECENCY_MARGIN
+    reader = SegmentRetriever(None, judge="reader")
+    assert reader.min_score is None and reader.lexical_weight == 0.5 and reader.recency_margin == 0.05
